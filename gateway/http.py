@@ -1,0 +1,86 @@
+"""HTTP surface: the GraphQL view and the health endpoints."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from gateway.runtime import Runtime
+from gateway.viewer import Anonymous
+from loaders import create_loaders
+from resolvers.context import Context
+
+__all__ = ["GatewayGraphQL", "healthz", "readyz"]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def _runtime(request: Request | WebSocket) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def request_id(request: Request | WebSocket) -> str:
+    """The caller's X-Request-ID when it is well-formed, else a fresh one."""
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+class GatewayGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view with a typed per-request context and UTF-8 JSON."""
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        runtime = _runtime(request)
+        rid = request_id(request)
+        if isinstance(response, Response):
+            response.headers["x-request-id"] = rid
+        return Context(
+            viewer=Anonymous(),
+            loaders=create_loaders(runtime.sources, runtime.cache),
+            settings=runtime.settings,
+            request_id=rid,
+        )
+
+    def encode_json(self, data: object) -> bytes:
+        # orjson writes UTF-8 and never \\u-escapes non-ASCII text.
+        return orjson.dumps(data)
+
+
+class _Utf8JSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def healthz(request: Request) -> Response:
+    """The process is alive and serving HTTP; says nothing about its dependencies."""
+    return _Utf8JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Each MongoDB source and Redis, reported; 503 when any MongoDB source is down.
+
+    Redis down is reported but does not fail readiness: the gateway then serves
+    from MongoDB.
+    """
+    runtime = _runtime(request)
+    mongodb = await runtime.sources.ping()
+    redis_error = await runtime.cache.ping()
+    ready = all(error is None for error in mongodb.values())
+    body = {
+        "status": "ready" if ready else "unavailable",
+        "mongodb": {
+            source.value: "ok" if error is None else f"down: {error}"
+            for source, error in mongodb.items()
+        },
+        "redis": "ok" if redis_error is None else f"down: {redis_error}",
+    }
+    return _Utf8JSONResponse(body, status_code=200 if ready else 503)

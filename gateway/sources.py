@@ -1,0 +1,75 @@
+"""MongoDB sources: one database per source, one client per distinct cluster URL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from gateway.settings import Settings, Source
+
+__all__ = ["Sources"]
+
+Document = dict[str, Any]
+
+
+class Sources:
+    """The seven source databases of DESIGN §2.
+
+    Sources that share a URL share a client (one connection pool per cluster);
+    ``MONGODB_URL_<SOURCE>`` gives a source a cluster, and a client, of its own.
+    """
+
+    def __init__(self, urls: Mapping[Source, str], *, timeout_ms: int, bulk: bool = False) -> None:
+        """``bulk`` lifts the socket timeout, for seeding: a long insert must not be
+        cut off (and then retried, which would duplicate it)."""
+        self._clients: dict[str, AsyncMongoClient[Document]] = {}
+        self._databases: dict[Source, AsyncDatabase[Document]] = {}
+        for source, url in urls.items():
+            client = self._clients.get(url)
+            if client is None:
+                client = AsyncMongoClient(
+                    url,
+                    serverSelectionTimeoutMS=timeout_ms,
+                    connectTimeoutMS=timeout_ms,
+                    socketTimeoutMS=None if bulk else timeout_ms,
+                    tz_aware=True,
+                    appname="integrity-gateway",
+                )
+                self._clients[url] = client
+            self._databases[source] = client[source.value]
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, embedded_url: str | None, *, bulk: bool = False
+    ) -> Sources:
+        urls: dict[Source, str] = {}
+        for source in Source:
+            url = settings.mongodb_url_for(source) or embedded_url
+            if url is None:
+                raise ValueError(f"no MongoDB URL for source {source.value}")
+            urls[source] = url
+        return cls(urls, timeout_ms=settings.mongodb_timeout_ms, bulk=bulk)
+
+    def db(self, source: Source) -> AsyncDatabase[Document]:
+        return self._databases[source]
+
+    async def ping(self) -> dict[Source, str | None]:
+        """Each source's reachability: ``None`` when it answers, else the error text."""
+
+        async def one(source: Source) -> str | None:
+            try:
+                await self._databases[source].command("ping")
+            except PyMongoError as exc:
+                return type(exc).__name__
+            return None
+
+        results = await asyncio.gather(*(one(source) for source in Source))
+        return dict(zip(Source, results, strict=True))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(client.close() for client in self._clients.values()))

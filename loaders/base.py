@@ -1,0 +1,105 @@
+"""The one read-through batch every loader uses (DESIGN §3).
+
+For a batch of keys: one Redis MGET; one MongoDB ``$in`` find for the misses; one
+pipelined write-back with the TTL. Results are mapped by key, never by position.
+A failed source puts a ``SourceUnavailableError`` in each missed key's slot, so only
+the fields that needed it fail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, ClassVar
+
+import bson
+from aiodataloader import DataLoader
+from bson.codec_options import CodecOptions
+from pymongo.errors import PyMongoError
+
+from gateway.cache import DocumentCache
+from gateway.settings import Source
+from gateway.sources import Sources
+
+__all__ = ["Document", "SourceLoader", "SourceUnavailableError", "cache_key"]
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+#: Bump when the cached shape of documents changes, so old entries are never read.
+CACHE_FORMAT = 1
+_CODEC = CodecOptions(tz_aware=True)
+
+
+class SourceUnavailableError(Exception):
+    """A source could not answer; its fields resolve to null with this code."""
+
+    def __init__(self, source: Source) -> None:
+        super().__init__(f"The {source.value} source is unavailable; try again later.")
+        self.extensions = {"code": "SOURCE_UNAVAILABLE", "source": source.value}
+
+
+def cache_key(source: Source, collection: str, key: Hashable) -> str:
+    return f"ig:{CACHE_FORMAT}:{source.value}:{collection}:{key}"
+
+
+class SourceLoader(DataLoader[Hashable, Any]):
+    """Documents of one (source, collection) by one key field.
+
+    Subclasses name the source, the collection and the key field. With ``many`` the
+    loader returns, per key, the list of documents whose key field equals it, in
+    ``sort`` order (``[]`` when there are none); otherwise one document or ``None``.
+    """
+
+    source: ClassVar[Source]
+    collection: ClassVar[str]
+    key_field: ClassVar[str] = "_id"
+    many: ClassVar[bool] = False
+    sort: ClassVar[Sequence[tuple[str, int]] | None] = None
+
+    def __init__(self, sources: Sources, cache: DocumentCache) -> None:
+        super().__init__()
+        self._collection = sources.db(self.source)[self.collection]
+        self._documents = cache
+
+    async def batch_load_fn(self, keys: Sequence[Hashable]) -> list[Any]:
+        cache_keys = {key: cache_key(self.source, self.collection, key) for key in keys}
+        hits = await self._documents.get_many(list(cache_keys.values()))
+        found: dict[Hashable, Any] = {}
+        misses: list[Hashable] = []
+        for key, ckey in cache_keys.items():
+            raw = hits.get(ckey)
+            if raw is None:
+                misses.append(key)
+            else:
+                found[key] = bson.decode(raw, codec_options=_CODEC)["v"]
+        if misses:
+            try:
+                fetched = await self._fetch(misses)
+            except PyMongoError as exc:
+                log.warning(
+                    "%s.%s unavailable: %s", self.source.value, self.collection, type(exc).__name__
+                )
+                error = SourceUnavailableError(self.source)
+                return [found.get(key, error) for key in keys]
+            found.update(fetched)
+            await self._documents.set_many(
+                {cache_keys[key]: bson.encode({"v": fetched[key]}) for key in misses}
+            )
+        return [found[key] for key in keys]
+
+    async def _fetch(self, keys: list[Hashable]) -> dict[Hashable, Any]:
+        cursor = self._collection.find({self.key_field: {"$in": keys}})
+        if self.sort:
+            cursor = cursor.sort(list(self.sort))
+        documents: Iterable[Document] = await cursor.to_list(None)
+        if not self.many:
+            by_key: dict[Hashable, Any] = dict.fromkeys(keys)
+            for doc in documents:
+                by_key[doc[self.key_field]] = doc
+            return by_key
+        grouped: defaultdict[Hashable, list[Document]] = defaultdict(list)
+        for doc in documents:
+            grouped[doc[self.key_field]].append(doc)
+        return {key: grouped.get(key, []) for key in keys}

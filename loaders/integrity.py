@@ -1,0 +1,15 @@
+"""The integrity source: integrity levels and service status (``_id`` = USCC in both)."""
+
+from __future__ import annotations
+
+from pymongo import IndexModel
+
+from gateway.settings import Source
+
+__all__ = ["INDEXES"]
+
+LEVELS = "levels"
+SERVICE_STATUS = "service_status"
+
+#: Both are read by ``_id`` only, which needs no secondary index.
+INDEXES: dict[tuple[Source, str], list[IndexModel]] = {}

@@ -1,0 +1,186 @@
+"""The public archive: identity and registry data of an enterprise (DESIGN §1, PUBLIC rows)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from decimal import Decimal
+from typing import Any, Self
+
+import strawberry
+
+from loaders.base import Document
+from loaders.codes import EntityKind, entity_kind
+from loaders.regions import division
+from resolvers.context import Info
+from resolvers.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CountedListConnection
+from resolvers.permissions import Tier, visible
+from resolvers.scalars import USCC
+
+__all__ = ["ArchiveQuery", "Enterprise"]
+
+strawberry.enum(
+    EntityKind,
+    name="EntityKind",
+    description="Kind of registered subject, from USCC positions 1-2.",
+)
+
+
+@strawberry.enum(description="Registration status in the business registry.")
+class BusinessStatus(enum.Enum):
+    IN_BUSINESS = strawberry.enum_value("IN_BUSINESS", description="存续（在营、开业、在册）")
+    REVOKED = strawberry.enum_value("REVOKED", description="吊销：business licence revoked")
+    CANCELLED = strawberry.enum_value("CANCELLED", description="注销：deregistered")
+    MOVED_OUT = strawberry.enum_value("MOVED_OUT", description="迁出：moved to another registry")
+    LIQUIDATING = strawberry.enum_value("LIQUIDATING", description="清算中：in liquidation")
+
+
+@strawberry.enum(description="Whether a shareholder is a natural or a legal person.")
+class ShareholderKind(enum.Enum):
+    NATURAL_PERSON = "NATURAL_PERSON"
+    LEGAL_PERSON = "LEGAL_PERSON"
+
+
+def _date(value: dt.datetime | None) -> dt.date | None:
+    """The registry keeps calendar dates as midnight-UTC BSON dates."""
+    return value.date() if value is not None else None
+
+
+def _decimal(value: Any) -> Decimal:
+    return value.to_decimal() if hasattr(value, "to_decimal") else Decimal(value)
+
+
+@strawberry.type(description="An amount of money, exact to the unit the registry records.")
+class Money:
+    amount: Decimal = visible(Tier.PUBLIC, "Exact decimal amount, as a string.")
+    currency: str = visible(Tier.PUBLIC, "ISO 4217 currency code, e.g. CNY.")
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Self:
+        return cls(amount=_decimal(doc["amount"]), currency=doc["currency"])
+
+
+@strawberry.type(description="Administrative division (GB/T 2260) of the registration authority.")
+class Region:
+    code: str = visible(Tier.PUBLIC, "Six-digit division code, USCC positions 3-8.")
+    name: str = visible(Tier.PUBLIC, "Full name, province first, e.g. 浙江省杭州市西湖区.")
+    province: str = visible(Tier.PUBLIC, "Province-level division name, e.g. 浙江省.")
+
+
+@strawberry.type(description="The period the business licence allows operation in.")
+class OperatingPeriod:
+    start: dt.date = visible(Tier.PUBLIC, "First day of the operating period.")
+    end: dt.date | None = visible(Tier.PUBLIC, "Last day; null when open-ended (长期).")
+
+
+@strawberry.type(description="The legal representative as the public archive shows them.")
+class LegalRepresentative:
+    name: str = visible(Tier.PUBLIC, "Name of the legal representative.")
+
+
+@strawberry.type(description="A shareholder (or cooperative member) and its subscription.")
+class Shareholder:
+    name: str = visible(Tier.PUBLIC, "Shareholder name: a person's or a legal person's.")
+    kind: ShareholderKind = visible(Tier.PUBLIC, "Natural person or legal person.")
+    subscribed_capital: Money = visible(Tier.PUBLIC, "Capital subscribed by this shareholder.")
+    ratio_percent: Decimal = visible(
+        Tier.PUBLIC, "Share of the registered capital, in percent with two decimals."
+    )
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Self:
+        return cls(
+            name=doc["name"],
+            kind=ShareholderKind(doc["kind"]),
+            subscribed_capital=Money.from_document(doc["subscribed_capital"]),
+            ratio_percent=_decimal(doc["ratio_percent"]),
+        )
+
+
+@strawberry.type(description="One change to the registered particulars (变更记录).")
+class ChangeRecord:
+    date: dt.date = visible(Tier.PUBLIC, "Date the change was registered.")
+    item: str = visible(Tier.PUBLIC, "What changed, e.g. 注册资本变更.")
+    before: str = visible(Tier.PUBLIC, "The particular before the change.")
+    after: str = visible(Tier.PUBLIC, "The particular after the change.")
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Self:
+        return cls(
+            date=doc["date"].date(), item=doc["item"], before=doc["before"], after=doc["after"]
+        )
+
+
+@strawberry.type(description="A page of change records, newest first.")
+class ChangeRecordConnection(CountedListConnection[ChangeRecord]):
+    pass
+
+
+@strawberry.type(description="An enterprise's integrity archive.")
+class Enterprise:
+    uscc: USCC = visible(Tier.PUBLIC, "Unified social credit code.")
+    name: str = visible(Tier.PUBLIC, "Registered name.")
+    kind: EntityKind = visible(Tier.PUBLIC, "Kind of subject, from the USCC.")
+    region: Region = visible(Tier.PUBLIC, "Division of the registration authority, from the USCC.")
+    status: BusinessStatus = visible(Tier.PUBLIC, "Registration status.")
+    operating_period: OperatingPeriod = visible(Tier.PUBLIC, "Operating period of the licence.")
+    registered_address: str = visible(Tier.PUBLIC, "Registered address (住所).")
+    established_on: dt.date = visible(Tier.PUBLIC, "Date of establishment.")
+    registered_capital: Money = visible(Tier.PUBLIC, "Registered capital.")
+    business_scope: str = visible(Tier.PUBLIC, "Business scope (经营范围).")
+    registration_authority: str = visible(Tier.PUBLIC, "Registration authority (登记机关).")
+    legal_representative: LegalRepresentative = visible(
+        Tier.PUBLIC, "The legal representative (法定代表人 / 经营者)."
+    )
+    shareholders: list[Shareholder] = visible(
+        Tier.PUBLIC, "Shareholders or members; empty for an individual business."
+    )
+    updated_at: dt.datetime = visible(Tier.PUBLIC, "When the registry last updated this archive.")
+
+    @visible(
+        Tier.PUBLIC,
+        f"Change records, newest first. `first`: page size, 0 to {MAX_PAGE_SIZE}.",
+    )
+    async def change_records(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> ChangeRecordConnection:
+        async def load() -> list[ChangeRecord]:
+            docs = await info.context.loaders.change_records_by_uscc.load(self.uscc)
+            return [ChangeRecord.from_document(doc) for doc in docs]
+
+        return await ChangeRecordConnection.load_page(load, info=info, first=first, after=after)
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Self:
+        uscc = doc["_id"]
+        region = division(doc["division"])
+        return cls(
+            uscc=USCC(uscc),
+            name=doc["name"],
+            kind=entity_kind(uscc),
+            region=Region(code=region.code, name=region.name, province=region.province),
+            status=BusinessStatus(doc["status"]),
+            operating_period=OperatingPeriod(
+                start=doc["operating_from"].date(), end=_date(doc["operating_to"])
+            ),
+            registered_address=doc["address"],
+            established_on=doc["established_on"].date(),
+            registered_capital=Money.from_document(doc["registered_capital"]),
+            business_scope=doc["business_scope"],
+            registration_authority=doc["authority"],
+            legal_representative=LegalRepresentative(name=doc["legal_representative_name"]),
+            shareholders=[Shareholder.from_document(s) for s in doc["shareholders"]],
+            updated_at=doc["updated_at"],
+        )
+
+
+@strawberry.type
+class ArchiveQuery:
+    @visible(
+        Tier.PUBLIC,
+        "One enterprise's archive by USCC; null when no enterprise has that code. "
+        "An invalid code is a BAD_USER_INPUT error and is never looked up.",
+    )
+    async def enterprise(self, info: Info, uscc: USCC) -> Enterprise | None:
+        doc = await info.context.loaders.enterprise_by_uscc.load(uscc)
+        return Enterprise.from_document(doc) if doc is not None else None

@@ -1,0 +1,29 @@
+"""Error codes the gateway puts in ``extensions.code`` and the errors that carry them."""
+
+from __future__ import annotations
+
+import enum
+
+from graphql import GraphQLError
+
+__all__ = ["ErrorCode", "bad_user_input", "is_expected_error"]
+
+
+class ErrorCode(enum.StrEnum):
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE"
+
+
+def bad_user_input(message: str, **extensions: object) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": ErrorCode.BAD_USER_INPUT.value, **extensions})
+
+
+def is_expected_error(error: GraphQLError) -> bool:
+    """An error the client is meant to read: a protocol error or one that carries a code.
+
+    Anything else is a bug whose text could leak internals; MaskErrors hides it.
+    """
+    original = error.original_error
+    if original is None:
+        return True
+    return isinstance(getattr(original, "extensions", None), dict) and "code" in original.extensions
