@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -25,7 +26,14 @@ log = logging.getLogger(__name__)
 
 async def _seed_if_empty(runtime: Runtime) -> None:
     settings = runtime.settings
-    if settings.gateway_seed_enterprises == 0 or not await registry_is_empty(runtime.sources):
+    if settings.gateway_seed_enterprises == 0:
+        return
+    try:
+        empty = await registry_is_empty(runtime.sources)
+    except PyMongoError as exc:
+        log.warning("registry unreachable at start-up, not seeding: %s", exc)
+        return
+    if not empty:
         return
     log.info("empty registry: seeding %d demo enterprises", settings.gateway_seed_enterprises)
     bulk = Sources.from_settings(settings, runtime.embedded_mongodb_url, bulk=True)
@@ -40,7 +48,10 @@ async def _seed_if_empty(runtime: Runtime) -> None:
 
 async def _banner(runtime: Runtime) -> None:
     settings = runtime.settings
-    examples = await sample_usccs(runtime.sources)
+    try:
+        examples = await sample_usccs(runtime.sources)
+    except PyMongoError:
+        examples = []
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     lines = [
         "",

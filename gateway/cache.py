@@ -66,7 +66,11 @@ class DocumentCache:
         except RedisError as exc:
             self._failed("MGET", exc)
             return {}
-        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+        return {
+            key: value
+            for key, value in zip(keys, values, strict=True)
+            if isinstance(value, bytes)  # None: a miss (the client never decodes)
+        }
 
     async def set_many(self, items: Mapping[str, bytes]) -> None:
         """Write back with the TTL, in one pipelined round trip."""

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 Document = dict[str, Any]
 #: Bump when the cached shape of documents changes, so old entries are never read.
 CACHE_FORMAT = 1
-_CODEC = CodecOptions(tz_aware=True)
+_CODEC: CodecOptions[Document] = CodecOptions(tz_aware=True)
 
 
 class SourceUnavailableError(Exception):

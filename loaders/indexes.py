@@ -1,16 +1,20 @@
-"""Index creation for every source, idempotent, run at start-up and before seeding."""
+"""Index creation for every source, idempotent, run at start-up and after seeding."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from pymongo import IndexModel
+from pymongo.errors import PyMongoError
 
 from gateway.settings import Source
 from gateway.sources import Sources
 from loaders import identity, integrity, platforms, registry
 
 __all__ = ["ALL_INDEXES", "ensure_indexes"]
+
+log = logging.getLogger(__name__)
 
 ALL_INDEXES: dict[tuple[Source, str], list[IndexModel]] = {
     **registry.INDEXES,
@@ -20,11 +24,22 @@ ALL_INDEXES: dict[tuple[Source, str], list[IndexModel]] = {
 }
 
 
-async def ensure_indexes(sources: Sources) -> None:
-    """``createIndexes`` is a no-op for an index that exists with the same spec."""
-    await asyncio.gather(
-        *(
-            sources.db(source)[collection].create_indexes(models)
-            for (source, collection), models in ALL_INDEXES.items()
-        )
+async def ensure_indexes(sources: Sources) -> set[Source]:
+    """Create every declared index; the sources that could not be reached.
+
+    ``createIndexes`` is a no-op for an index that exists with the same spec. A source
+    that is down does not stop the others (nor the gateway): it is logged and returned.
+    """
+
+    async def one(source: Source, collection: str, models: list[IndexModel]) -> Source | None:
+        try:
+            await sources.db(source)[collection].create_indexes(models)
+        except PyMongoError as exc:
+            log.warning("indexes of %s.%s not ensured: %s", source.value, collection, exc)
+            return source
+        return None
+
+    failed = await asyncio.gather(
+        *(one(source, collection, models) for (source, collection), models in ALL_INDEXES.items())
     )
+    return {source for source in failed if source is not None}

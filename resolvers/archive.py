@@ -112,7 +112,7 @@ class ChangeRecord:
 
 
 @strawberry.type(description="A page of change records, newest first.")
-class ChangeRecordConnection(CountedListConnection[ChangeRecord]):
+class ChangeRecordConnection(CountedListConnection[ChangeRecord]):  # type: ignore[type-var]
     pass
 
 

@@ -26,4 +26,5 @@ def is_expected_error(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None:
         return True
-    return isinstance(getattr(original, "extensions", None), dict) and "code" in original.extensions
+    extensions = getattr(original, "extensions", None)
+    return isinstance(extensions, dict) and "code" in extensions

@@ -47,9 +47,11 @@ def create_schema() -> strawberry.Schema:
         query=Query,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
-            ParserCache(maxsize=1024),
-            ValidationCache(maxsize=1024),
-            MaskErrors(
+            # Factories: Strawberry builds each extension per request; the two
+            # caches live at module level, keyed by size, so they are shared.
+            lambda: ParserCache(maxsize=1024),
+            lambda: ValidationCache(maxsize=1024),
+            lambda: MaskErrors(
                 should_mask_error=lambda error: not is_expected_error(error),
                 error_message="Internal error; it has been logged.",
             ),

@@ -17,7 +17,15 @@ from loaders.indexes import ensure_indexes
 from loaders.registry import ENTERPRISES
 from loaders.seed.generate import AS_OF, Batch, generate_enterprise
 
-__all__ = ["DEMO_RANDOM_SEED", "SeedRefusedError", "SeedReport", "registry_is_empty", "seed"]
+__all__ = [
+    "DEMO_RANDOM_SEED",
+    "MARKER_COLLECTION",
+    "SeedRefusedError",
+    "SeedReport",
+    "generate",
+    "registry_is_empty",
+    "seed",
+]
 
 #: A collection in the registry database holding one document that marks it as seeded.
 MARKER_COLLECTION = "_seed"
@@ -74,7 +82,9 @@ async def seed(sources: Sources, *, enterprises: int, random_seed: int) -> SeedR
         for start in range(0, len(docs), _CHUNK):
             await sources.db(source)[collection].insert_many(docs[start : start + _CHUNK])
         documents[f"{source.value}.{collection}"] = len(docs)
-    await ensure_indexes(sources)
+    unindexed = await ensure_indexes(sources)
+    if unindexed:
+        raise RuntimeError(f"indexes could not be created on {sorted(unindexed)}")
     await sources.db(Source.REGISTRY)[MARKER_COLLECTION].insert_one(
         {
             "_id": "seed",

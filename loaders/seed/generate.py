@@ -101,8 +101,12 @@ def _shareholders(rng: random.Random, kind: str, capital: int) -> list[Document]
     count = rng.randint(1, 4) if kind == "91" else rng.randint(5, 8)
     weights = [rng.randint(1, 10) for _ in range(count)]
     total = sum(weights)
+    amounts = [capital * weight // total for weight in weights]
+    amounts[-1] += capital - sum(amounts)  # the last takes the rounding remainder
+    ratios = [(Decimal(weight * 100) / total).quantize(Decimal("0.01")) for weight in weights]
+    ratios[-1] += Decimal(100) - sum(ratios)
     holders = []
-    for position, weight in enumerate(weights):
+    for amount, ratio in zip(amounts, ratios, strict=True):
         legal_person = kind == "91" and rng.random() < 0.2
         name = (
             f"{rng.choice(list(PROVINCES.values()))[:2]}{rng.choice(v.TRADE_NAMES)}投资有限公司"
@@ -113,18 +117,10 @@ def _shareholders(rng: random.Random, kind: str, capital: int) -> list[Document]
             {
                 "name": name,
                 "kind": "LEGAL_PERSON" if legal_person else "NATURAL_PERSON",
-                "subscribed_capital": capital * weight // total,
-                "ratio_percent": (Decimal(weight * 100) / total).quantize(Decimal("0.01")),
+                "subscribed_capital": _money(amount),
+                "ratio_percent": Decimal128(ratio),
             }
         )
-        if position == count - 1:  # the last takes the rounding remainders: sums stay exact
-            holders[-1]["subscribed_capital"] += capital - sum(
-                h["subscribed_capital"] for h in holders
-            )
-            holders[-1]["ratio_percent"] += Decimal(100) - sum(h["ratio_percent"] for h in holders)
-    for holder in holders:
-        holder["subscribed_capital"] = _money(holder["subscribed_capital"])
-        holder["ratio_percent"] = Decimal128(holder["ratio_percent"])
     return holders
 
 

@@ -1,0 +1,140 @@
+"""Embedded stores started once per session, seeded once; an app per settings variant.
+
+Every MongoDB command the gateway sends is recorded (a pymongo command listener,
+registered before any client exists), so tests can assert how many round trips a
+request cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import monitoring
+from redis.asyncio import Redis
+
+from gateway.app import create_app
+from gateway.embedded import EmbeddedMongo, EmbeddedRedis
+from gateway.settings import Settings, Source
+from gateway.sources import Sources
+from loaders.seed import seed
+
+SEEDED_ENTERPRISES = 60
+RANDOM_SEED = 1
+
+
+@dataclass
+class CommandRecorder(monitoring.CommandListener):
+    """The MongoDB commands started since the last ``clear()``."""
+
+    commands: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        collection = event.command.get(event.command_name)
+        self.commands.append((event.command_name, event.database_name, str(collection)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def clear(self) -> None:
+        self.commands.clear()
+
+    def finds(self) -> list[tuple[str, str]]:
+        return [(db, coll) for name, db, coll in self.commands if name == "find"]
+
+
+RECORDER = CommandRecorder()
+monitoring.register(RECORDER)
+
+
+@dataclass(frozen=True)
+class Stores:
+    mongodb_url: str
+    redis_url: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
+    data_dir = tmp_path_factory.mktemp("var")
+    with EmbeddedMongo(data_dir / "mongodb") as mongo, EmbeddedRedis(data_dir / "redis") as redis:
+        assert isinstance(mongo, EmbeddedMongo) and isinstance(redis, EmbeddedRedis)
+        yield Stores(mongo.url, redis.url, data_dir)
+
+
+@pytest.fixture(scope="session")
+def settings(stores: Stores) -> Settings:
+    return Settings(
+        mongodb_url=stores.mongodb_url,
+        redis_url=stores.redis_url,
+        gateway_data_dir=stores.data_dir,
+        gateway_seed_enterprises=0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def seeded(settings: Settings) -> list[str]:
+    """The USCCs of the seeded enterprises, in seeding order."""
+    sources = Sources.from_settings(settings, None, bulk=True)
+    try:
+        report = await seed(sources, enterprises=SEEDED_ENTERPRISES, random_seed=RANDOM_SEED)
+        cursor = sources.db(Source.REGISTRY)["enterprises"].find({}, {"_id": 1})
+        usccs = [doc["_id"] async for doc in cursor]
+    finally:
+        await sources.close()
+    assert report.enterprises == SEEDED_ENTERPRISES
+    return usccs
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with its lifespan running, and an HTTP client bound to it."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings, seeded: list[str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(settings) as http:
+        yield http
+
+
+@pytest.fixture
+async def redis(stores: Stores) -> AsyncIterator[Redis]:
+    connection = Redis.from_url(stores.redis_url)
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
+
+
+@pytest.fixture
+async def cold_cache(redis: Redis) -> None:
+    """An empty Redis and a cleared command record: the next request starts cold."""
+    await redis.flushdb()
+    RECORDER.clear()
+
+
+@pytest.fixture
+def recorder() -> CommandRecorder:
+    return RECORDER
+
+
+async def graphql(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    response = await client.post("/graphql", json={"query": query, "variables": variables or {}})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -1,0 +1,82 @@
+"""The read-through batch every loader uses: by key, one find per batch, failures per slot."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.cache import DocumentCache
+from gateway.embedded import free_port
+from gateway.settings import Settings, Source
+from gateway.sources import Sources
+from loaders import create_loaders
+from loaders.base import SourceUnavailableError
+from tests.conftest import CommandRecorder, Stores
+
+pytestmark = pytest.mark.usefixtures("seeded")
+
+KNOWN = ["91330110MAJPDCW44H", "91440306MAHKW4YF02", "91310000MAPMJMU82E"]
+UNKNOWN = "91110000600037341L"
+
+
+@pytest.fixture
+async def sources(settings: Settings) -> Sources:
+    sources = Sources.from_settings(settings, None)
+    yield sources
+    await sources.close()
+
+
+@pytest.fixture
+async def cache(stores: Stores) -> DocumentCache:
+    cache = DocumentCache.from_url(stores.redis_url, ttl_seconds=60)
+    yield cache
+    await cache.close()
+
+
+async def test_a_batch_is_one_find_and_maps_results_by_key(
+    sources: Sources, cache: DocumentCache, cold_cache: None, recorder: CommandRecorder
+) -> None:
+    loaders = create_loaders(sources, cache)
+    keys = [KNOWN[2], UNKNOWN, KNOWN[0], KNOWN[1], KNOWN[0]]
+    docs = await asyncio.gather(*(loaders.enterprise_by_uscc.load(key) for key in keys))
+
+    assert [doc["_id"] if doc else None for doc in docs] == [
+        KNOWN[2], None, KNOWN[0], KNOWN[1], KNOWN[0]
+    ]  # fmt: skip
+    assert recorder.finds() == [("registry", "enterprises")]
+
+
+async def test_one_to_many_gives_an_empty_list_for_none(
+    sources: Sources, cache: DocumentCache, cold_cache: None
+) -> None:
+    loaders = create_loaders(sources, cache)
+    records = await loaders.change_records_by_uscc.load_many(
+        [KNOWN[0], UNKNOWN, "91440304MAEPB80A9J"]
+    )
+    assert [[r["seq"] for r in group] for group in records] == [[1, 3, 2], [], []]
+
+
+async def test_a_down_source_fails_only_the_keys_it_had_to_answer(
+    settings: Settings, cache: DocumentCache, cold_cache: None, redis: Redis
+) -> None:
+    live = Sources.from_settings(settings, None)
+    await create_loaders(live, cache).enterprise_by_uscc.load(KNOWN[0])  # now in Redis
+    await live.close()
+
+    dead_url = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    dead = Sources({source: dead_url for source in Source}, timeout_ms=200)
+    loaders = create_loaders(dead, cache)
+    results = await asyncio.gather(
+        loaders.enterprise_by_uscc.load(KNOWN[0]),
+        loaders.enterprise_by_uscc.load(KNOWN[1]),
+        return_exceptions=True,
+    )
+    await dead.close()
+
+    assert results[0]["name"] == "杭州万邦网络科技有限公司"
+    assert isinstance(results[1], SourceUnavailableError)
+    assert results[1].extensions == {"code": "SOURCE_UNAVAILABLE", "source": "registry"}
+    assert str(results[1]) == "The registry source is unavailable; try again later."
+    assert await redis.exists(f"ig:1:registry:enterprises:{KNOWN[1]}") == 0
