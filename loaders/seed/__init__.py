@@ -7,8 +7,10 @@ collections wholesale, so re-running it never duplicates anything.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from gateway.settings import Source
@@ -29,7 +31,8 @@ __all__ = [
 
 #: A collection in the registry database holding one document that marks it as seeded.
 MARKER_COLLECTION = "_seed"
-_CHUNK = 5000
+#: Enterprises generated and inserted per step.
+_CHUNK = 1000
 #: The demo data set is always the same one, so the README's examples stay true.
 DEMO_RANDOM_SEED = 1
 
@@ -44,7 +47,6 @@ class SeedReport:
     random_seed: int
     seconds: float
     documents: dict[str, int] = field(default_factory=dict)
-    sample_usccs: tuple[str, ...] = ()
 
 
 async def registry_is_empty(sources: Sources) -> bool:
@@ -62,26 +64,48 @@ async def _check_owned(sources: Sources) -> None:
         )
 
 
-def generate(enterprises: int, random_seed: int) -> tuple[Batch, list[str]]:
+def _generate_range(
+    start: int, stop: int, random_seed: int, taken: set[str]
+) -> tuple[Batch, list[str]]:
     batch: Batch = Batch(list)
-    taken: set[str] = set()
-    usccs = [generate_enterprise(batch, index, random_seed, taken) for index in range(enterprises)]
+    usccs = [generate_enterprise(batch, index, random_seed, taken) for index in range(start, stop)]
     return batch, usccs
+
+
+def generate(enterprises: int, random_seed: int) -> tuple[Batch, list[str]]:
+    """Every document of ``enterprises`` enterprises, by (source, collection); their USCCs."""
+    return _generate_range(0, enterprises, random_seed, set())
+
+
+async def _insert(sources: Sources, batch: Batch, documents: Counter[str]) -> None:
+    # One collection at a time: concurrent bulk inserts only fight over write locks.
+    for (source, collection), docs in sorted(batch.items()):
+        await sources.db(source)[collection].insert_many(docs)
+        documents[f"{source.value}.{collection}"] += len(docs)
 
 
 async def seed(sources: Sources, *, enterprises: int, random_seed: int) -> SeedReport:
     started = time.perf_counter()
     await _check_owned(sources)
-    batch, usccs = generate(enterprises, random_seed)
     for source in Source:
         db = sources.db(source)
         for name in await db.list_collection_names():
             await db.drop_collection(name)
-    documents: dict[str, int] = {}
-    for (source, collection), docs in sorted(batch.items()):
-        for start in range(0, len(docs), _CHUNK):
-            await sources.db(source)[collection].insert_many(docs[start : start + _CHUNK])
-        documents[f"{source.value}.{collection}"] = len(docs)
+    # Generating is CPU work here, inserting is CPU work in the database: overlap them,
+    # the next chunk being generated in a thread while this one is written.
+    taken: set[str] = set()
+    documents: Counter[str] = Counter()
+    chunks = [(s, min(s + _CHUNK, enterprises)) for s in range(0, enterprises, _CHUNK)]
+    pending = asyncio.create_task(
+        asyncio.to_thread(_generate_range, *chunks[0], random_seed, taken)
+    )
+    for following in [*chunks[1:], None]:
+        batch, _ = await pending
+        if following is not None:
+            pending = asyncio.create_task(
+                asyncio.to_thread(_generate_range, *following, random_seed, taken)
+            )
+        await _insert(sources, batch, documents)
     unindexed = await ensure_indexes(sources)
     if unindexed:
         raise RuntimeError(f"indexes could not be created on {sorted(unindexed)}")
@@ -98,6 +122,5 @@ async def seed(sources: Sources, *, enterprises: int, random_seed: int) -> SeedR
         enterprises=enterprises,
         random_seed=random_seed,
         seconds=time.perf_counter() - started,
-        documents=documents,
-        sample_usccs=tuple(usccs[:3]),
+        documents=dict(documents),
     )
