@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,10 +11,12 @@ from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from gateway.devkeys import ALL_SCOPES, mint_role_token
 from gateway.http import GatewayGraphQL, healthz, readyz
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.sources import Sources
+from loaders.audit import ensure_audit_indexes
 from loaders.indexes import ensure_indexes
 from loaders.registry import sample_usccs
 from loaders.seed import DEMO_RANDOM_SEED, registry_is_empty, seed
@@ -59,9 +62,27 @@ async def _banner(runtime: Runtime) -> None:
         f"  health: {base}/healthz   readiness: {base}/readyz",
         "  example USCCs (enterprise, individual business, cooperative):",
         *(f"    {uscc}" for uscc in examples),
-        "",
     ]
+    if settings.gateway_dev_mode and examples:
+        lines += [
+            '  dev tokens, 8 hours (GraphiQL headers: {"Authorization": "Bearer <token>"}):',
+            *(f"    {role:9} {token}" for role, token in _dev_tokens(settings, examples[0])),
+        ]
+    lines.append("")
     print("\n".join(lines), flush=True)
+
+
+def _dev_tokens(settings: Settings, owned: str) -> list[tuple[str, str]]:
+    ttl = dt.timedelta(hours=8)
+    return [
+        ("member", mint_role_token(settings, "member", ttl=ttl)),
+        (f"owner of {owned}", mint_role_token(settings, "owner", enterprise=owned, ttl=ttl)),
+        (
+            "service (all scopes)",
+            mint_role_token(settings, "service", scopes=ALL_SCOPES, platform="1688", ttl=ttl),
+        ),
+        ("operator", mint_role_token(settings, "operator", ttl=ttl)),
+    ]
 
 
 def create_app(settings: Settings | None = None, *, banner: bool = False) -> Starlette:
@@ -71,6 +92,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             await ensure_indexes(runtime.sources)
+            await ensure_audit_indexes(runtime.sources)
             await _seed_if_empty(runtime)
             app.state.runtime = runtime
             if banner:

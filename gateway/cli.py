@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import sys
 from collections.abc import Sequence
@@ -65,6 +66,37 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from gateway.devkeys import mint_role_token
+    from loaders.codes import UsccError, validate_uscc
+
+    settings = _settings()
+    try:
+        enterprise = validate_uscc(args.enterprise) if args.enterprise is not None else None
+        token = mint_role_token(
+            settings,
+            args.role,
+            enterprise=enterprise,
+            scopes=args.scope or (),
+            platform=args.platform,
+            subject=args.subject,
+            ttl=args.ttl,
+        )
+    except (UsccError, ValueError) as exc:
+        print(f"token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _duration(value: str) -> dt.timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = value[:-1], value[-1:]
+    if unit not in units or not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError("use a whole number with s, m, h or d, e.g. 30m or 1h")
+    return dt.timedelta(seconds=int(number) * units[unit])
+
+
 def _export_schema(args: argparse.Namespace) -> int:
     from resolvers.schema import schema
 
@@ -116,6 +148,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--random-seed", type=int, default=1, metavar="S", help="default: 1, the demo data set"
     )
     seed.set_defaults(handler=_seed)
+
+    token = commands.add_parser(
+        "token",
+        help="mint a development token for a role (trusted only in dev mode)",
+        description=(
+            "Print a bearer token signed by the development key under "
+            "GATEWAY_DATA_DIR/dev-keys, which the gateway trusts only in dev mode "
+            "(GATEWAY_DEV_MODE, on by default). Send it as 'Authorization: Bearer <token>'."
+        ),
+    )
+    token.add_argument("--role", required=True, choices=["member", "owner", "service", "operator"])
+    token.add_argument("--enterprise", metavar="USCC", help="the owner's enterprise (owner only)")
+    token.add_argument(
+        "--scope",
+        action="append",
+        metavar="S",
+        help="a scope for a service client, repeatable: identity:read, identity:verify, risk:read",
+    )
+    token.add_argument(
+        "--platform", choices=["1688", "taobao", "tmall", "alibaba_com"], help="platform claim"
+    )
+    token.add_argument("--subject", metavar="ID", help="the token's subject (default dev-<role>)")
+    token.add_argument(
+        "--ttl",
+        type=_duration,
+        default=dt.timedelta(hours=1),
+        metavar="DURATION",
+        help="lifetime, e.g. 30m, 1h, 2d (default 1h)",
+    )
+    token.set_defaults(handler=_token)
 
     export = commands.add_parser(
         "export-schema",

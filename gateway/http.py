@@ -1,4 +1,4 @@
-"""HTTP surface: the GraphQL view and the health endpoints."""
+"""HTTP surface: the authenticated GraphQL view and the health endpoints."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ import uuid
 from typing import Any
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from gateway.audit import AuditTrail
+from gateway.auth import TokenError
 from gateway.runtime import Runtime
-from gateway.viewer import Anonymous
+from gateway.viewer import Anonymous, Viewer
 from loaders import create_loaders
+from loaders.audit import write_audit
 from resolvers.context import Context
 
 __all__ = ["GatewayGraphQL", "healthz", "readyz"]
@@ -33,21 +38,65 @@ def request_id(request: Request | WebSocket) -> str:
     return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
+class Utf8JSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def unauthorized(reason: str) -> Response:
+    """401 for a credential that does not verify (RFC 6750), with a GraphQL-shaped body."""
+    description = reason.replace('"', "'")
+    return Utf8JSONResponse(
+        {
+            "errors": [
+                {"message": f"Unauthorized: {reason}.", "extensions": {"code": "UNAUTHENTICATED"}}
+            ]
+        },
+        status_code=401,
+        headers={
+            "www-authenticate": (
+                f'Bearer realm="integrity-gateway", error="invalid_token", '
+                f'error_description="{description}"'
+            )
+        },
+    )
+
+
 class GatewayGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI view with a typed per-request context and UTF-8 JSON."""
+    """Strawberry's ASGI view: authenticates first, then a typed context and UTF-8 JSON."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            try:
+                viewer = await _runtime(request).authenticator.authenticate(
+                    request.headers.get("authorization")
+                )
+            except TokenError as exc:
+                await unauthorized(str(exc))(scope, receive, send)
+                return
+            scope.setdefault("state", {})["viewer"] = viewer
+        await super().__call__(scope, receive, send)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         runtime = _runtime(request)
+        viewer: Viewer = getattr(request.state, "viewer", Anonymous())
         rid = request_id(request)
+        audit = AuditTrail(viewer, rid)
         if isinstance(response, Response):
             response.headers["x-request-id"] = rid
+            # Written after the response is sent: auditing never delays an answer.
+            response.background = BackgroundTask(write_audit, runtime.sources, audit)
         return Context(
-            viewer=Anonymous(),
+            viewer=viewer,
             loaders=create_loaders(runtime.sources, runtime.cache),
             settings=runtime.settings,
             request_id=rid,
+            audit=audit,
+            sources=runtime.sources,
+            limits=runtime.limits,
         )
 
     def encode_json(self, data: object) -> bytes:
@@ -55,14 +104,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
 
-class _Utf8JSONResponse(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
 async def healthz(request: Request) -> Response:
     """The process is alive and serving HTTP; says nothing about its dependencies."""
-    return _Utf8JSONResponse({"status": "ok"})
+    return Utf8JSONResponse({"status": "ok"})
 
 
 async def readyz(request: Request) -> Response:
@@ -83,4 +127,4 @@ async def readyz(request: Request) -> Response:
         },
         "redis": "ok" if redis_error is None else f"down: {redis_error}",
     }
-    return _Utf8JSONResponse(body, status_code=200 if ready else 503)
+    return Utf8JSONResponse(body, status_code=200 if ready else 503)

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from gateway.auth import Authenticator
 from gateway.cache import DocumentCache
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis
+from gateway.limits import RateLimits
 from gateway.settings import Settings
 from gateway.sources import Sources
 
@@ -25,6 +27,8 @@ class Runtime:
     settings: Settings
     sources: Sources
     cache: DocumentCache
+    authenticator: Authenticator
+    limits: RateLimits
     #: Set when the sources are on the embedded server (so seeding can reach it too).
     embedded_mongodb_url: str | None
 
@@ -62,4 +66,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             redis_url = redis.url
         cache = DocumentCache.from_url(redis_url, ttl_seconds=settings.cache_ttl_seconds)
         stack.push_async_callback(cache.close)
-        yield Runtime(settings, sources, cache, mongodb_url)
+        yield Runtime(
+            settings=settings,
+            sources=sources,
+            cache=cache,
+            authenticator=Authenticator.from_settings(settings),
+            limits=RateLimits(redis_url, verify=settings.verify_rate_limit),
+            embedded_mongodb_url=mongodb_url,
+        )

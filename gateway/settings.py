@@ -68,6 +68,22 @@ class Settings(BaseSettings):
         description="Enterprises seeded when `serve` finds an empty registry; 0 disables.",
     )
     gateway_log_level: str = "INFO"
+    gateway_dev_mode: bool = Field(
+        default=True,
+        description=(
+            "Trust the development signing key under GATEWAY_DATA_DIR/dev-keys (created on "
+            "first use) besides the configured JWKS. Turn off in production."
+        ),
+    )
+    auth_jwks_file: Path | None = Field(default=None, description="JWKS file of trusted keys.")
+    auth_jwks_url: str | None = Field(default=None, description="JWKS URL of trusted keys.")
+    auth_issuer: str = Field(default="integrity-gateway-dev", description="Required `iss`.")
+    auth_audience: str = Field(default="integrity-gateway", description="Required `aud`.")
+    auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    verify_rate_limit: str = Field(
+        default="30/minute",
+        description="verifyLegalRepresentative calls allowed per service client (limits syntax).",
+    )
 
     @field_validator("gateway_log_level")
     @classmethod
@@ -81,6 +97,10 @@ class Settings(BaseSettings):
         """The URL configured for one source: its own override, else the shared one."""
         override: str | None = getattr(self, f"mongodb_url_{source.value}")
         return override or self.mongodb_url
+
+    @property
+    def dev_keys_dir(self) -> Path:
+        return self.gateway_data_dir / "dev-keys"
 
     @property
     def needs_embedded_mongodb(self) -> bool:

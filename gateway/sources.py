@@ -42,6 +42,8 @@ class Sources:
                 )
                 self._clients[url] = client
             self._databases[source] = client[source.value]
+        #: The gateway's own audit log, kept on the registry's cluster.
+        self.audit: AsyncDatabase[Document] = self._databases[Source.REGISTRY].client["audit"]
 
     @classmethod
     def from_settings(

@@ -1,22 +1,60 @@
-"""Who is asking. Every request has a viewer; there is never a ``None`` user.
+"""Who is asking. Every request has exactly one viewer; there is never a ``None`` user.
 
-Only ``Anonymous`` exists until token authentication lands; the field-visibility
-check (resolvers/permissions.py) is written against this type.
+``authenticate`` (gateway/auth.py) turns a verified token into one of these; a request
+without a token is ``Anonymous``. What each may see is decided in resolvers/permissions.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-__all__ = ["Anonymous", "Viewer"]
+__all__ = ["Anonymous", "Member", "Operator", "Owner", "ServiceClient", "Viewer"]
 
 
 @dataclass(frozen=True, slots=True)
 class Anonymous:
-    """A request without credentials: sees the public archive only."""
+    """No credentials: the public archive only."""
 
     kind: ClassVar[str] = "anonymous"
+    subject: ClassVar[str] = "-"
 
 
-Viewer = Anonymous
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A logged-in platform user."""
+
+    kind: ClassVar[str] = "member"
+    subject: str
+    platform: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A logged-in user acting for one enterprise, named by its USCC in the token."""
+
+    kind: ClassVar[str] = "owner"
+    subject: str
+    enterprise: str
+    platform: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceClient:
+    """A platform back end or delegated partner, holding OAuth-style scopes."""
+
+    kind: ClassVar[str] = "service"
+    subject: str
+    platform: str | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """Internal staff."""
+
+    kind: ClassVar[str] = "operator"
+    subject: str
+
+
+Viewer = Anonymous | Member | Owner | ServiceClient | Operator

@@ -58,10 +58,21 @@ class SourceLoader(DataLoader[Hashable, Any]):
     many: ClassVar[bool] = False
     sort: ClassVar[Sequence[tuple[str, int]] | None] = None
 
-    def __init__(self, sources: Sources, cache: DocumentCache) -> None:
+    def __init__(
+        self, sources: Sources, cache: DocumentCache, *, source: Source | None = None
+    ) -> None:
+        """``source`` picks one of several databases that share the collection's shape
+        (the four platforms); otherwise the class names its source."""
         super().__init__()
+        if source is not None:
+            self.source = source
         self._collection = sources.db(self.source)[self.collection]
         self._documents = cache
+
+    @staticmethod
+    def transform(doc: Document) -> Document:
+        """Shape a document before it is cached or returned; by default, as stored."""
+        return doc
 
     async def batch_load_fn(self, keys: Sequence[Hashable]) -> list[Any]:
         cache_keys = {key: cache_key(self.source, self.collection, key) for key in keys}
@@ -93,7 +104,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         cursor = self._collection.find({self.key_field: {"$in": keys}})
         if self.sort:
             cursor = cursor.sort(list(self.sort))
-        documents: Iterable[Document] = await cursor.to_list(None)
+        documents: Iterable[Document] = [self.transform(doc) for doc in await cursor.to_list(None)]
         if not self.many:
             by_key: dict[Hashable, Any] = dict.fromkeys(keys)
             for doc in documents:

@@ -15,6 +15,7 @@ __all__ = [
     "UsccError",
     "entity_kind",
     "id_number_check_char",
+    "mask_id_number",
     "uscc_check_chars",
     "validate_id_number",
     "validate_uscc",
@@ -96,6 +97,11 @@ def entity_kind(uscc: str) -> EntityKind:
 
 def id_number_check_char(first17: str) -> str:
     return _ID_CHECK[sum(w * int(c) for w, c in zip(_ID_WEIGHTS, first17, strict=True)) % 11]
+
+
+def mask_id_number(number: str) -> str:
+    """6 + 8 + 4: division code, eight stars over the birth date, the last four."""
+    return f"{number[:6]}{'*' * 8}{number[14:]}"
 
 
 def validate_id_number(raw: str) -> str:

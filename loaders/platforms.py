@@ -6,11 +6,16 @@ Every platform database has the same collections, except that Chengxintong exist
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from gateway.cache import DocumentCache
 from gateway.settings import Source
+from gateway.sources import Sources
+from loaders.base import SourceLoader
 
-__all__ = ["CERTIFYING_PLATFORMS", "INDEXES", "PLATFORMS"]
+__all__ = ["CERTIFYING_PLATFORMS", "INDEXES", "PLATFORMS", "PlatformLoaders"]
 
 PLATFORMS = (
     Source.PLATFORM_1688,
@@ -52,3 +57,64 @@ def _platform_indexes(source: Source) -> dict[tuple[Source, str], list[IndexMode
 INDEXES: dict[tuple[Source, str], list[IndexModel]] = {
     key: models for source in PLATFORMS for key, models in _platform_indexes(source).items()
 }
+
+
+class StatisticsByUsccLoader(SourceLoader):
+    """Store and case counts of one platform (the platform is given per instance)."""
+
+    collection = STATISTICS
+
+
+class StoresByUsccLoader(SourceLoader):
+    """An enterprise's stores on one platform, newest first."""
+
+    collection = STORES
+    key_field = "uscc"
+    many = True
+    sort = (("uscc", ASCENDING), ("opened_on", DESCENDING))
+
+
+class ChengxintongByUsccLoader(SourceLoader):
+    source = Source.PLATFORM_1688
+    collection = CHENGXINTONG
+
+
+class CertificationsByUsccLoader(SourceLoader):
+    collection = CERTIFICATIONS
+    key_field = "uscc"
+    many = True
+    sort = (("uscc", ASCENDING), ("certified_on", DESCENDING))
+
+
+class RiskRecordsByUsccLoader(SourceLoader):
+    """Dispute, complaint and punishment records, newest first."""
+
+    collection = RISK_RECORDS
+    key_field = "uscc"
+    many = True
+    sort = (("uscc", ASCENDING), ("occurred_on", DESCENDING))
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformLoaders:
+    """One platform's loaders; certifications and Chengxintong only where they exist."""
+
+    statistics: StatisticsByUsccLoader
+    stores: StoresByUsccLoader
+    risk_records: RiskRecordsByUsccLoader
+    certifications: CertificationsByUsccLoader | None
+    chengxintong: ChengxintongByUsccLoader | None
+
+    @classmethod
+    def create(cls, sources: Sources, cache: DocumentCache, source: Source) -> PlatformLoaders:
+        return cls(
+            statistics=StatisticsByUsccLoader(sources, cache, source=source),
+            stores=StoresByUsccLoader(sources, cache, source=source),
+            risk_records=RiskRecordsByUsccLoader(sources, cache, source=source),
+            certifications=CertificationsByUsccLoader(sources, cache, source=source)
+            if source in CERTIFYING_PLATFORMS
+            else None,
+            chengxintong=ChengxintongByUsccLoader(sources, cache)
+            if source == Source.PLATFORM_1688
+            else None,
+        )

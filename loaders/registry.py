@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import enum
+import hmac
+
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from gateway.settings import Source
 from gateway.sources import Sources
-from loaders.base import SourceLoader
+from loaders.base import Document, SourceLoader
+from loaders.codes import mask_id_number
 
-__all__ = ["INDEXES", "ChangeRecordsByUsccLoader", "EnterpriseByUsccLoader", "sample_usccs"]
+__all__ = [
+    "INDEXES",
+    "ChangeRecordsByUsccLoader",
+    "EnterpriseByUsccLoader",
+    "LegalRepresentativeByUsccLoader",
+    "Verification",
+    "sample_usccs",
+    "verify_legal_representative",
+]
 
 ENTERPRISES = "enterprises"
 CHANGE_RECORDS = "change_records"
@@ -51,3 +63,43 @@ async def sample_usccs(sources: Sources) -> list[str]:
         if doc is not None:
             found.append(doc["_id"])
     return found
+
+
+class LegalRepresentativeByUsccLoader(SourceLoader):
+    """The legal representative's ID number, masked. The raw number is dropped as the
+    document is read, so it reaches neither Redis nor a resolver."""
+
+    source = Source.REGISTRY
+    collection = LEGAL_REPRESENTATIVES
+
+    @staticmethod
+    def transform(doc: Document) -> Document:
+        return {
+            "_id": doc["_id"],
+            "name": doc["name"],
+            "masked_id_number": mask_id_number(doc["id_number"]),
+        }
+
+
+class Verification(enum.Enum):
+    MATCH = "MATCH"
+    MISMATCH = "MISMATCH"
+    NOT_FOUND = "NOT_FOUND"
+
+
+async def verify_legal_representative(
+    sources: Sources, uscc: str, name: str, id_number: str
+) -> Verification:
+    """Does this name and ID number match the enterprise's legal representative?
+
+    Read straight from MongoDB, never through the cache, and compared in constant time;
+    only the yes/no leaves this function.
+    """
+    doc = await sources.db(Source.REGISTRY)[LEGAL_REPRESENTATIVES].find_one(
+        {"_id": uscc}, {"name": 1, "id_number": 1}
+    )
+    if doc is None:
+        return Verification.NOT_FOUND
+    same_id = hmac.compare_digest(doc["id_number"].encode(), id_number.encode())
+    same_name = hmac.compare_digest(doc["name"].encode(), name.encode())
+    return Verification.MATCH if same_id and same_name else Verification.MISMATCH

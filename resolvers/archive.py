@@ -13,8 +13,11 @@ from loaders.base import Document
 from loaders.codes import EntityKind, entity_kind
 from loaders.regions import division
 from resolvers.context import Info
+from resolvers.identity import IdentityFields
+from resolvers.integrity import IntegrityFields
 from resolvers.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CountedListConnection
 from resolvers.permissions import Tier, visible
+from resolvers.platforms import PlatformFields
 from resolvers.scalars import USCC
 
 __all__ = ["ArchiveQuery", "Enterprise"]
@@ -73,9 +76,20 @@ class OperatingPeriod:
     end: dt.date | None = visible(Tier.PUBLIC, "Last day; null when open-ended (长期).")
 
 
-@strawberry.type(description="The legal representative as the public archive shows them.")
+@strawberry.type(description="The legal representative (法定代表人 / 经营者).")
 class LegalRepresentative:
+    enterprise_uscc: strawberry.Private[str]
     name: str = visible(Tier.PUBLIC, "Name of the legal representative.")
+
+    @visible(
+        Tier.OWNER,
+        "Resident ID number, masked 6+8+4 (330106********1234): division code and last "
+        "four only. The full number never leaves the gateway.",
+    )
+    async def masked_id_number(self, info: Info) -> str | None:
+        loader = info.context.loaders.legal_representative_by_uscc
+        doc = await loader.load(self.enterprise_uscc)
+        return doc["masked_id_number"] if doc is not None else None
 
 
 @strawberry.type(description="A shareholder (or cooperative member) and its subscription.")
@@ -116,8 +130,10 @@ class ChangeRecordConnection(CountedListConnection[ChangeRecord]):  # type: igno
     pass
 
 
-@strawberry.type(description="An enterprise's integrity archive.")
-class Enterprise:
+@strawberry.type
+class RegistryFields:
+    """Enterprise fields of the registry: identity and the public archive."""
+
     uscc: USCC = visible(Tier.PUBLIC, "Unified social credit code.")
     name: str = visible(Tier.PUBLIC, "Registered name.")
     kind: EntityKind = visible(Tier.PUBLIC, "Kind of subject, from the USCC.")
@@ -168,10 +184,17 @@ class Enterprise:
             registered_capital=Money.from_document(doc["registered_capital"]),
             business_scope=doc["business_scope"],
             registration_authority=doc["authority"],
-            legal_representative=LegalRepresentative(name=doc["legal_representative_name"]),
+            legal_representative=LegalRepresentative(
+                enterprise_uscc=uscc, name=doc["legal_representative_name"]
+            ),
             shareholders=[Shareholder.from_document(s) for s in doc["shareholders"]],
             updated_at=doc["updated_at"],
         )
+
+
+@strawberry.type(description="An enterprise's integrity archive.")
+class Enterprise(RegistryFields, IdentityFields, IntegrityFields, PlatformFields):
+    pass
 
 
 @strawberry.type

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import strawberry
 
+from gateway.audit import AuditTrail
+from gateway.limits import RateLimits
 from gateway.settings import Settings
+from gateway.sources import Sources
 from gateway.viewer import Viewer
 from loaders import Loaders
 
@@ -19,6 +23,12 @@ class Context:
     loaders: Loaders
     settings: Settings
     request_id: str
+    audit: AuditTrail
+    #: For the few reads that must not be batched or cached (verification).
+    sources: Sources
+    limits: RateLimits
+    #: Visibility decisions made so far in this request, by (rule, enterprise).
+    decisions: dict[Any, Any] = field(default_factory=dict)
 
 
 Info = strawberry.Info[Context, None]

@@ -6,16 +6,32 @@ import enum
 
 from graphql import GraphQLError
 
-__all__ = ["ErrorCode", "bad_user_input", "is_expected_error"]
+__all__ = [
+    "ErrorCode",
+    "bad_user_input",
+    "is_expected_error",
+    "rate_limited",
+    "service_suspended",
+]
 
 
 class ErrorCode(enum.StrEnum):
     BAD_USER_INPUT = "BAD_USER_INPUT"
     SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE"
+    SERVICE_SUSPENDED = "SERVICE_SUSPENDED"
+    RATE_LIMITED = "RATE_LIMITED"
 
 
 def bad_user_input(message: str, **extensions: object) -> GraphQLError:
     return GraphQLError(message, extensions={"code": ErrorCode.BAD_USER_INPUT.value, **extensions})
+
+
+def rate_limited(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": ErrorCode.RATE_LIMITED.value})
+
+
+def service_suspended(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": ErrorCode.SERVICE_SUSPENDED.value})
 
 
 def is_expected_error(error: GraphQLError) -> bool:

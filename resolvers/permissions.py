@@ -1,30 +1,144 @@
-"""Visibility tiers, declared once per field, next to the field (DESIGN §1).
+"""Visibility tiers, declared once per field, next to the field, and enforced (DESIGN §1).
 
-``visible(tier, description)`` is the only way a field is declared in this schema:
-it records the tier as a ``@visibility`` directive, so schema.graphql shows every
-frontend team who may see what.
+``visible(tier, description, scopes=...)`` is the only way a field is declared in this
+schema. It prints the tier as a ``@visibility`` directive in schema.graphql, and for any
+tier but PUBLIC attaches ``VisibilityExtension``, which decides once per request for
+each (rule, enterprise) and then only looks the decision up: a list of a hundred
+enterprises costs one decision per field definition, not one per value.
+
+A denied field resolves to null with one error at its path: UNAUTHENTICATED for an
+anonymous viewer, FORBIDDEN otherwise. So every non-PUBLIC field is nullable.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import FieldExtension
 from strawberry.schema_directive import Location
 
-__all__ = ["Tier", "Visibility", "visible"]
+from gateway.viewer import Anonymous, Operator, Owner, ServiceClient, Viewer
+
+__all__ = ["Decision", "Rule", "Tier", "Visibility", "VisibilityExtension", "decide", "visible"]
 
 
 @strawberry.enum(description="Who may see a field (DESIGN §1).")
 class Tier(enum.Enum):
     PUBLIC = strawberry.enum_value("PUBLIC", description="Anyone, no login.")
-    MEMBER = strawberry.enum_value("MEMBER", description="Any logged-in viewer.")
+    MEMBER = strawberry.enum_value(
+        "MEMBER", description="Any logged-in viewer: member, owner, service client, operator."
+    )
     OWNER = strawberry.enum_value(
-        "OWNER", description="A viewer acting for this enterprise, and operators."
+        "OWNER",
+        description=(
+            "A viewer acting for this enterprise, and operators; also service clients "
+            "holding one of the field's scopes."
+        ),
+    )
+    SCOPE = strawberry.enum_value(
+        "SCOPE", description="Only service clients holding one of the field's scopes."
     )
     OPERATOR = strawberry.enum_value("OPERATOR", description="Internal staff only.")
+
+
+class Decision(enum.Enum):
+    ALLOW = "allow"
+    #: Allowed, and a sensitive read by someone other than the owner: audited.
+    ALLOW_AUDITED = "allow_audited"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    tier: Tier
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def per_enterprise(self) -> bool:
+        return self.tier is Tier.OWNER
+
+    def describe(self) -> str:
+        scopes = " or ".join(f"scope {scope}" for scope in sorted(self.scopes))
+        if self.tier is Tier.SCOPE:
+            return scopes
+        return f"tier {self.tier.name}" + (f" or {scopes}" if scopes else "")
+
+
+def decide(rule: Rule, viewer: Viewer, enterprise: str | None) -> Decision:
+    """May ``viewer`` see a field guarded by ``rule`` on ``enterprise``'s archive?"""
+    if rule.tier is Tier.PUBLIC:
+        return Decision.ALLOW
+    if isinstance(viewer, Anonymous):
+        return Decision.UNAUTHENTICATED
+    if rule.tier is Tier.MEMBER:
+        return Decision.ALLOW
+    holds_scope = isinstance(viewer, ServiceClient) and not rule.scopes.isdisjoint(viewer.scopes)
+    if rule.tier is Tier.OWNER:
+        if isinstance(viewer, Owner) and enterprise is not None and viewer.enterprise == enterprise:
+            return Decision.ALLOW
+        if isinstance(viewer, Operator) or holds_scope:
+            return Decision.ALLOW_AUDITED
+        return Decision.FORBIDDEN
+    if rule.tier is Tier.SCOPE:
+        return Decision.ALLOW_AUDITED if holds_scope else Decision.FORBIDDEN
+    return Decision.ALLOW if isinstance(viewer, Operator) else Decision.FORBIDDEN
+
+
+def _response_path(info: strawberry.Info) -> str:
+    return ".".join(str(key) for key in info.path.as_list() if not isinstance(key, int))
+
+
+class VisibilityExtension(FieldExtension):
+    """Enforces one field's rule against the request's viewer.
+
+    Objects with OWNER-tier fields carry their enterprise's USCC as ``enterprise_uscc``;
+    an object without it never matches an owner, so a forgotten attribute denies.
+    """
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+
+    def _check(self, source: Any, info: strawberry.Info) -> None:
+        context = info.context
+        enterprise = getattr(source, "enterprise_uscc", None)
+        key = (self.rule, enterprise if self.rule.per_enterprise else None)
+        decision = context.decisions.get(key)
+        if decision is None:
+            decision = decide(self.rule, context.viewer, enterprise)
+            context.decisions[key] = decision
+        if decision is Decision.ALLOW:
+            return
+        if decision is Decision.ALLOW_AUDITED:
+            context.audit.read(enterprise, _response_path(info))
+            return
+        field = info.field_name
+        if decision is Decision.UNAUTHENTICATED:
+            message = f"Log in to see {field} ({self.rule.describe()})."
+        else:
+            message = f"{field} needs {self.rule.describe()}."
+        raise GraphQLError(message, extensions={"code": decision.value})
+
+    def resolve(
+        self, next_: Callable[..., Any], source: Any, info: strawberry.Info, **kwargs: Any
+    ) -> Any:
+        self._check(source, info)
+        return next_(source, info, **kwargs)
+
+    async def resolve_async(
+        self,
+        next_: Callable[..., Awaitable[Any]],
+        source: Any,
+        info: strawberry.Info,
+        **kwargs: Any,
+    ) -> Any:
+        self._check(source, info)
+        return await next_(source, info, **kwargs)
 
 
 @strawberry.schema_directive(
@@ -48,9 +162,12 @@ def visible(
     **kwargs: Any,
 ) -> Any:
     """A Strawberry field (or resolver decorator) with its visibility declared."""
+    rule = Rule(tier, frozenset(scopes))
+    extensions = [] if tier is Tier.PUBLIC else [VisibilityExtension(rule)]
     return strawberry.field(
         description=description,
-        directives=[Visibility(tier=tier, scopes=list(scopes) or strawberry.UNSET)],
-        metadata={"tier": tier, "scopes": frozenset(scopes)},
+        directives=[Visibility(tier=tier, scopes=sorted(scopes) or strawberry.UNSET)],
+        extensions=extensions,
+        metadata={"rule": rule},
         **kwargs,
     )

@@ -30,7 +30,8 @@ def _declared_tiers() -> dict[str, Tier | None]:
             continue
         for field_name, field in graphql_type.fields.items():
             definition = field.extensions["strawberry-definition"]
-            tiers[f"{name}.{field_name}"] = definition.metadata.get("tier")
+            rule = definition.metadata.get("rule")
+            tiers[f"{name}.{field_name}"] = rule.tier if rule is not None else None
     return tiers
 
 

@@ -1,0 +1,153 @@
+"""Bearer-token authentication: a verified JWT becomes a Viewer, anything else a 401.
+
+Only asymmetric algorithms are accepted (RS256, ES256), and each key only with its own
+algorithm, so ``alg: none`` and HMAC-with-a-public-key confusion cannot verify. Issuer,
+audience, expiry and not-before are checked with a small leeway. A request that sends
+a token that does not verify is rejected, never served as anonymous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+
+import jwt
+from jwt import PyJWK, PyJWKClient, PyJWKSet
+
+from gateway.devkeys import dev_jwks
+from gateway.settings import Settings
+from gateway.viewer import Anonymous, Member, Operator, Owner, ServiceClient, Viewer
+from loaders.codes import UsccError, validate_uscc
+
+__all__ = ["ALGORITHMS", "Authenticator", "TokenError"]
+
+ALGORITHMS = ("RS256", "ES256")
+_BEARER = re.compile(r"^Bearer ([A-Za-z0-9_.~+/=-]+)$")
+_REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+
+
+class TokenError(Exception):
+    """Why a presented credential was refused (safe to show the caller)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticator:
+    issuer: str
+    audience: str
+    leeway_seconds: int
+    keys: dict[str, PyJWK]
+    jwks_client: PyJWKClient | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authenticator:
+        keys: dict[str, PyJWK] = {}
+        if settings.auth_jwks_file is not None:
+            keys.update(_keyset(settings.auth_jwks_file.read_text(encoding="utf-8")))
+        if settings.gateway_dev_mode:
+            keys.update(_keyset(json.dumps(dev_jwks(settings.dev_keys_dir))))
+        client = (
+            PyJWKClient(settings.auth_jwks_url, cache_keys=True, lifespan=300, timeout=5)
+            if settings.auth_jwks_url
+            else None
+        )
+        return cls(
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
+            leeway_seconds=settings.auth_leeway_seconds,
+            keys=keys,
+            jwks_client=client,
+        )
+
+    async def authenticate(self, authorization: str | None) -> Viewer:
+        if authorization is None:
+            return Anonymous()
+        match = _BEARER.match(authorization.strip())
+        if match is None:
+            raise TokenError("the Authorization header must be 'Bearer <token>'")
+        token = match.group(1)
+        key = await self._key_for(token)
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm_name],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_seconds,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenError("the token is not valid yet") from None
+        except jwt.InvalidIssuerError:
+            raise TokenError("the token was issued by an untrusted issuer") from None
+        except jwt.InvalidAudienceError:
+            raise TokenError("the token is not meant for this gateway") from None
+        except jwt.InvalidTokenError as exc:
+            raise TokenError(f"the token is invalid: {exc}") from None
+        return viewer_from_claims(claims)
+
+    async def _key_for(self, token: str) -> PyJWK:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise TokenError("the token is malformed") from None
+        algorithm = header.get("alg")
+        if algorithm not in ALGORITHMS:
+            raise TokenError(f"the token algorithm {algorithm!r} is not accepted")
+        kid = header.get("kid")
+        key = self.keys.get(kid) if isinstance(kid, str) else None
+        if key is None and self.jwks_client is not None:
+            try:
+                key = await asyncio.to_thread(self.jwks_client.get_signing_key_from_jwt, token)
+            except jwt.PyJWKClientError:
+                key = None
+        if key is None:
+            raise TokenError("the token is signed by an unknown key")
+        if key.algorithm_name != algorithm:
+            raise TokenError("the token algorithm does not match its key")
+        return key
+
+
+def _keyset(text: str) -> dict[str, PyJWK]:
+    keys = {}
+    for key in PyJWKSet.from_json(text).keys:
+        if key.key_id is None or key.algorithm_name not in ALGORITHMS:
+            continue  # a key without kid or with a symmetric algorithm is never trusted
+        keys[key.key_id] = key
+    return keys
+
+
+def _text_claim(claims: dict[str, object], name: str) -> str | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise TokenError(f"the token claim {name!r} must be a non-empty string")
+    return value
+
+
+def viewer_from_claims(claims: dict[str, object]) -> Viewer:
+    """The viewer a verified token describes; its claims must fit its role."""
+    subject = _text_claim(claims, "sub") or ""
+    platform = _text_claim(claims, "platform")
+    role = claims.get("role")
+    if role == "member":
+        return Member(subject=subject, platform=platform)
+    if role == "owner":
+        enterprise = _text_claim(claims, "enterprise")
+        if enterprise is None:
+            raise TokenError("an owner token must name its enterprise (claim 'enterprise')")
+        try:
+            return Owner(subject=subject, enterprise=validate_uscc(enterprise), platform=platform)
+        except UsccError as exc:
+            raise TokenError(f"the token's enterprise is not a valid USCC: {exc}") from None
+    if role == "service":
+        scope = _text_claim(claims, "scope") or ""
+        return ServiceClient(subject=subject, platform=platform, scopes=frozenset(scope.split()))
+    if role == "operator":
+        return Operator(subject=subject)
+    raise TokenError("the token role must be one of member, owner, service, operator")

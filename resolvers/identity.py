@@ -1,0 +1,133 @@
+"""Identity authentication, and verifying a legal representative without disclosure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import TYPE_CHECKING, Self
+
+import strawberry
+
+from loaders.base import Document
+from loaders.codes import IdNumberError, validate_id_number
+from loaders.registry import Verification, verify_legal_representative
+from resolvers.context import Info
+from resolvers.errors import bad_user_input, rate_limited
+from resolvers.permissions import Tier, visible
+from resolvers.scalars import USCC
+
+__all__ = ["IdentityFields", "IdentityQuery"]
+
+IDENTITY_READ = "identity:read"
+IDENTITY_VERIFY = "identity:verify"
+_NAME_MAX = 50
+
+
+@strawberry.enum(description="State of an enterprise's identity authentication.")
+class AuthenticationStatus(enum.Enum):
+    VERIFIED = "VERIFIED"
+    PENDING = "PENDING"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+    NOT_APPLIED = strawberry.enum_value("NOT_APPLIED", description="Never applied for.")
+
+
+@strawberry.enum(description="How the identity was authenticated.")
+class AuthenticationMethod(enum.Enum):
+    LEGAL_REPRESENTATIVE_FACE = "LEGAL_REPRESENTATIVE_FACE"
+    CORPORATE_BANK_TRANSFER = "CORPORATE_BANK_TRANSFER"
+    BUSINESS_LICENSE_VERIFICATION = "BUSINESS_LICENSE_VERIFICATION"
+
+
+@strawberry.type(description="Identity authentication (实名认证) of an enterprise.")
+class IdentityAuthentication:
+    enterprise_uscc: strawberry.Private[str]
+    verified: bool = visible(Tier.PUBLIC, "Whether the identity is currently verified.")
+    status: AuthenticationStatus | None = visible(Tier.MEMBER, "State of the authentication.")
+    verified_at: dt.datetime | None = visible(Tier.MEMBER, "When it was verified.")
+    expires_at: dt.datetime | None = visible(Tier.MEMBER, "When the verification lapses.")
+    method: AuthenticationMethod | None = visible(
+        Tier.OWNER, "How it was authenticated.", scopes=[IDENTITY_READ]
+    )
+    evidence_reference: str | None = visible(
+        Tier.OWNER, "Reference of the evidence on file.", scopes=[IDENTITY_READ]
+    )
+
+    @classmethod
+    def from_document(cls, uscc: str, doc: Document | None) -> Self:
+        if doc is None:
+            return cls(
+                enterprise_uscc=uscc,
+                verified=False,
+                status=AuthenticationStatus.NOT_APPLIED,
+                verified_at=None,
+                expires_at=None,
+                method=None,
+                evidence_reference=None,
+            )
+        return cls(
+            enterprise_uscc=uscc,
+            verified=doc["verified"],
+            status=AuthenticationStatus(doc["status"]),
+            verified_at=doc["verified_at"],
+            expires_at=doc["expires_at"],
+            method=AuthenticationMethod(doc["method"]),
+            evidence_reference=doc["evidence_ref"],
+        )
+
+
+@strawberry.type
+class IdentityFields:
+    """Enterprise fields of the identity domain."""
+
+    if TYPE_CHECKING:
+        uscc: str
+
+    @visible(Tier.PUBLIC, "Identity authentication; `verified` is public, the rest is not.")
+    async def identity_authentication(self, info: Info) -> IdentityAuthentication:
+        doc = await info.context.loaders.authentication_by_uscc.load(self.uscc)
+        return IdentityAuthentication.from_document(self.uscc, doc)
+
+
+VerificationResult = strawberry.enum(
+    Verification,
+    name="VerificationResult",
+    description="MATCH: both agree; MISMATCH: the enterprise exists, they do not; "
+    "NOT_FOUND: no legal representative on file for that USCC.",
+)
+
+
+@strawberry.type(description="The answer to a verification; no stored value is ever returned.")
+class LegalRepresentativeVerification:
+    uscc: USCC = visible(Tier.SCOPE, "The enterprise asked about.", scopes=[IDENTITY_VERIFY])
+    result: Verification = visible(
+        Tier.SCOPE, "Whether name and ID number match.", scopes=[IDENTITY_VERIFY]
+    )
+
+
+@strawberry.type
+class IdentityQuery:
+    @visible(
+        Tier.SCOPE,
+        "Does this name and ID number belong to the enterprise's legal representative? "
+        "For service clients with scope identity:verify; rate-limited per client and "
+        "audited. `idNumber` must be a valid 18-character resident ID number "
+        "(GB 11643); `name` 1 to 50 characters.",
+        scopes=[IDENTITY_VERIFY],
+    )
+    async def verify_legal_representative(
+        self, info: Info, uscc: USCC, name: str, id_number: str
+    ) -> LegalRepresentativeVerification | None:
+        context = info.context
+        try:
+            number = validate_id_number(id_number)
+        except IdNumberError as exc:
+            raise bad_user_input(str(exc)) from None
+        clean_name = name.strip()
+        if not 0 < len(clean_name) <= _NAME_MAX:
+            raise bad_user_input(f"name must be 1 to {_NAME_MAX} characters")
+        if not await context.limits.hit(context.limits.verify, "verify", context.viewer.subject):
+            raise rate_limited(f"verifyLegalRepresentative is limited to {context.limits.verify}")
+        result = await verify_legal_representative(context.sources, uscc, clean_name, number)
+        context.audit.action(uscc, "verify_legal_representative", result.value)
+        return LegalRepresentativeVerification(uscc=uscc, result=result)

@@ -1,0 +1,237 @@
+"""The business integrity file on each platform: 1688, Taobao, Tmall, Alibaba.com."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from decimal import Decimal
+from typing import TYPE_CHECKING, Self
+
+import strawberry
+
+from gateway.settings import Source
+from loaders.base import Document
+from loaders.platforms import PLATFORMS, PlatformLoaders
+from resolvers.context import Info
+from resolvers.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CountedListConnection
+from resolvers.permissions import Tier, visible
+
+__all__ = ["PlatformFields"]
+
+RISK_READ = "risk:read"
+
+
+@strawberry.enum(description="A trading platform.")
+class Platform(enum.Enum):
+    ALIBABA_1688 = strawberry.enum_value(Source.PLATFORM_1688, description="1688.com")
+    TAOBAO = strawberry.enum_value(Source.PLATFORM_TAOBAO, description="Taobao")
+    TMALL = strawberry.enum_value(Source.PLATFORM_TMALL, description="Tmall")
+    ALIBABA_COM = strawberry.enum_value(
+        Source.PLATFORM_ALIBABA_COM, description="Alibaba.com (International Station)"
+    )
+
+
+@strawberry.enum(description="Whether a store is trading.")
+class StoreStatus(enum.Enum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+    SUSPENDED = "SUSPENDED"
+
+
+@strawberry.enum(description="Kind of a risk record.")
+class RiskKind(enum.Enum):
+    DISPUTE = strawberry.enum_value("DISPUTE", description="Trade dispute (交易纠纷).")
+    COMPLAINT = strawberry.enum_value("COMPLAINT", description="Complaint (投诉).")
+    PUNISHMENT = strawberry.enum_value("PUNISHMENT", description="Platform punishment (处罚).")
+
+
+@strawberry.enum(description="Outcome of an on-site certification.")
+class CertificationResult(enum.Enum):
+    PASSED = "PASSED"
+    CONDITIONAL = "CONDITIONAL"
+    FAILED = "FAILED"
+
+
+@strawberry.type(description="A store of the enterprise on a platform.")
+class Store:
+    name: str = visible(Tier.MEMBER, "Store name.")
+    address: str = visible(Tier.MEMBER, "Store address.")
+    main_categories: list[str] = visible(Tier.MEMBER, "Main categories sold (主营类目).")
+    status: StoreStatus = visible(Tier.MEMBER, "Whether the store is trading.")
+    opened_on: dt.date = visible(Tier.MEMBER, "When the store opened.")
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Self:
+        return cls(
+            name=doc["name"],
+            address=doc["address"],
+            main_categories=doc["main_categories"],
+            status=StoreStatus(doc["status"]),
+            opened_on=doc["opened_on"].date(),
+        )
+
+
+@strawberry.type(description="A page of stores, newest first.")
+class StoreConnection(CountedListConnection[Store]):  # type: ignore[type-var]
+    pass
+
+
+@strawberry.type(description="1688 Chengxintong (诚信通) membership figures.")
+class Chengxintong:
+    years_open: int = visible(Tier.MEMBER, "Years of membership.")
+    cumulative_transactions: int = visible(Tier.MEMBER, "Transactions since joining.")
+    buyer_count: int = visible(Tier.MEMBER, "Distinct buyers since joining.")
+    repeat_purchase_rate_percent: Decimal = visible(
+        Tier.MEMBER, "Share of buyers who bought again, percent with two decimals."
+    )
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Self:
+        return cls(
+            years_open=doc["years_open"],
+            cumulative_transactions=doc["cumulative_transactions"],
+            buyer_count=doc["buyer_count"],
+            repeat_purchase_rate_percent=doc["repeat_purchase_rate"].to_decimal(),
+        )
+
+
+@strawberry.type(description="An on-site certification (实地认证) by a third-party agency.")
+class Certification:
+    agency: str = visible(Tier.MEMBER, "Certifying agency.")
+    certified_on: dt.date = visible(Tier.MEMBER, "Date of the inspection.")
+    valid_until: dt.date = visible(Tier.MEMBER, "Last day the certification holds.")
+    result: CertificationResult = visible(Tier.MEMBER, "Outcome.")
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Self:
+        return cls(
+            agency=doc["agency"],
+            certified_on=doc["certified_on"].date(),
+            valid_until=doc["valid_until"].date(),
+            result=CertificationResult(doc["result"]),
+        )
+
+
+@strawberry.type(description="A dispute, complaint or punishment, in detail.")
+class RiskRecord:
+    kind: RiskKind = visible(Tier.OWNER, "Dispute, complaint or punishment.", scopes=[RISK_READ])
+    occurred_on: dt.date = visible(Tier.OWNER, "When it happened.", scopes=[RISK_READ])
+    title: str = visible(Tier.OWNER, "What it was about.", scopes=[RISK_READ])
+    outcome: str = visible(Tier.OWNER, "How it was handled.", scopes=[RISK_READ])
+    resolved_on: dt.date | None = visible(
+        Tier.OWNER, "When it was closed; null while open.", scopes=[RISK_READ]
+    )
+    enterprise_uscc: strawberry.Private[str]
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Self:
+        resolved = doc["resolved_on"]
+        return cls(
+            enterprise_uscc=doc["uscc"],
+            kind=RiskKind(doc["kind"]),
+            occurred_on=doc["occurred_on"].date(),
+            title=doc["title"],
+            outcome=doc["outcome"],
+            resolved_on=resolved.date() if resolved is not None else None,
+        )
+
+
+@strawberry.type(description="A page of risk records, newest first.")
+class RiskRecordConnection(CountedListConnection[RiskRecord]):  # type: ignore[type-var]
+    pass
+
+
+@strawberry.type(description="The enterprise's business integrity file on one platform.")
+class PlatformFile:
+    enterprise_uscc: strawberry.Private[str]
+    source: strawberry.Private[Source]
+    platform: Platform = visible(Tier.MEMBER, "The platform.")
+
+    def _loaders(self, info: Info) -> PlatformLoaders:
+        return info.context.loaders.platforms[self.source]
+
+    async def _statistics(self, info: Info) -> Document | None:
+        doc: Document | None = await self._loaders(info).statistics.load(self.enterprise_uscc)
+        return doc
+
+    @visible(Tier.MEMBER, "Stores on this platform; 0 when the enterprise is not on it.")
+    async def store_count(self, info: Info) -> int | None:
+        stats = await self._statistics(info)
+        return stats["store_count"] if stats is not None else 0
+
+    @visible(Tier.MEMBER, f"Stores, newest first. `first`: 0 to {MAX_PAGE_SIZE}.")
+    async def stores(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> StoreConnection | None:
+        async def load() -> list[Store]:
+            docs = await self._loaders(info).stores.load(self.enterprise_uscc)
+            return [Store.from_document(doc) for doc in docs]
+
+        return await StoreConnection.load_page(load, info=info, first=first, after=after)
+
+    @visible(Tier.MEMBER, "1688 Chengxintong figures; null elsewhere or when not a member.")
+    async def chengxintong(self, info: Info) -> Chengxintong | None:
+        loader = self._loaders(info).chengxintong
+        doc = await loader.load(self.enterprise_uscc) if loader is not None else None
+        return Chengxintong.from_document(doc) if doc is not None else None
+
+    @visible(
+        Tier.MEMBER,
+        "On-site certifications, newest first; null on platforms without them "
+        "(only 1688 and Alibaba.com certify).",
+    )
+    async def certifications(self, info: Info) -> list[Certification] | None:
+        loader = self._loaders(info).certifications
+        if loader is None:
+            return None
+        return [Certification.from_document(d) for d in await loader.load(self.enterprise_uscc)]
+
+    @visible(Tier.MEMBER, "Trade disputes on record.")
+    async def dispute_count(self, info: Info) -> int | None:
+        stats = await self._statistics(info)
+        return stats["dispute_count"] if stats is not None else 0
+
+    @visible(Tier.MEMBER, "Complaints on record.")
+    async def complaint_count(self, info: Info) -> int | None:
+        stats = await self._statistics(info)
+        return stats["complaint_count"] if stats is not None else 0
+
+    @visible(Tier.MEMBER, "Punishments on record.")
+    async def punishment_count(self, info: Info) -> int | None:
+        stats = await self._statistics(info)
+        return stats["punishment_count"] if stats is not None else 0
+
+    @visible(
+        Tier.OWNER,
+        f"Dispute, complaint and punishment records, newest first, optionally of one kind. "
+        f"`first`: 0 to {MAX_PAGE_SIZE}.",
+        scopes=[RISK_READ],
+    )
+    async def risk_records(
+        self,
+        info: Info,
+        kind: RiskKind | None = None,
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+    ) -> RiskRecordConnection | None:
+        async def load() -> list[RiskRecord]:
+            docs = await self._loaders(info).risk_records.load(self.enterprise_uscc)
+            records = [RiskRecord.from_document(doc) for doc in docs]
+            return [r for r in records if kind is None or r.kind is kind]
+
+        return await RiskRecordConnection.load_page(load, info=info, first=first, after=after)
+
+
+@strawberry.type
+class PlatformFields:
+    """Enterprise fields of the platform domain."""
+
+    if TYPE_CHECKING:
+        uscc: str
+
+    @visible(Tier.MEMBER, "The business integrity file on each of the four platforms.")
+    def business_files(self) -> list[PlatformFile] | None:
+        return [
+            PlatformFile(enterprise_uscc=self.uscc, source=source, platform=Platform(source))
+            for source in PLATFORMS
+        ]
