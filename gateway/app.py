@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from gateway.accesslog import AccessLog
 from gateway.devkeys import ALL_SCOPES, mint_role_token
 from gateway.http import GatewayGraphQL, healthz, readyz
 from gateway.runtime import Runtime, open_runtime
@@ -104,4 +106,4 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessLog)])

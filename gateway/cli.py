@@ -36,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.gateway_log_level.lower(),
         loop="uvloop",
         http="httptools",
+        access_log=False,  # gateway/accesslog.py logs requests without query strings
     )
     return 0
 

@@ -33,6 +33,6 @@ class RateLimits:
         """Count one call; False when the caller is over the limit."""
         try:
             return await self._shared.hit(item, *identifiers)
-        except Exception as exc:  # noqa: BLE001 - any storage failure degrades the same way
+        except Exception as exc:
             log.warning("rate-limit storage failed (%s); counting in memory", type(exc).__name__)
             return await self._local.hit(item, *identifiers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,10 @@ from pymongo.errors import PyMongoError
 from gateway.settings import Settings, Source
 
 __all__ = ["Sources"]
+
+# pymongo logs whole command replies at DEBUG: they would carry personal data (ID
+# numbers) into the logs whatever level the gateway is run at. Never below WARNING.
+logging.getLogger("pymongo.command").setLevel(logging.WARNING)
 
 Document = dict[str, Any]
 

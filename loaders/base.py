@@ -52,7 +52,8 @@ class SourceLoader(DataLoader[Hashable, Any]):
     ``sort`` order (``[]`` when there are none); otherwise one document or ``None``.
     """
 
-    source: ClassVar[Source]
+    #: Set by the class, or per instance for collections several sources share.
+    source: Source
     collection: ClassVar[str]
     key_field: ClassVar[str] = "_id"
     many: ClassVar[bool] = False

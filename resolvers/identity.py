@@ -81,7 +81,7 @@ class IdentityFields:
     """Enterprise fields of the identity domain."""
 
     if TYPE_CHECKING:
-        uscc: str
+        uscc: USCC
 
     @visible(Tier.PUBLIC, "Identity authentication; `verified` is public, the rest is not.")
     async def identity_authentication(self, info: Info) -> IdentityAuthentication:
@@ -99,6 +99,7 @@ VerificationResult = strawberry.enum(
 
 @strawberry.type(description="The answer to a verification; no stored value is ever returned.")
 class LegalRepresentativeVerification:
+    enterprise_uscc: strawberry.Private[str]
     uscc: USCC = visible(Tier.SCOPE, "The enterprise asked about.", scopes=[IDENTITY_VERIFY])
     result: Verification = visible(
         Tier.SCOPE, "Whether name and ID number match.", scopes=[IDENTITY_VERIFY]
@@ -130,4 +131,4 @@ class IdentityQuery:
             raise rate_limited(f"verifyLegalRepresentative is limited to {context.limits.verify}")
         result = await verify_legal_representative(context.sources, uscc, clean_name, number)
         context.audit.action(uscc, "verify_legal_representative", result.value)
-        return LegalRepresentativeVerification(uscc=uscc, result=result)
+        return LegalRepresentativeVerification(enterprise_uscc=uscc, uscc=uscc, result=result)

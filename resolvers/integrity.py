@@ -13,6 +13,7 @@ from loaders.base import Document
 from resolvers.context import Info
 from resolvers.errors import service_suspended
 from resolvers.permissions import Tier, visible
+from resolvers.scalars import USCC
 
 __all__ = ["IntegrityFields", "ServiceState"]
 
@@ -63,7 +64,7 @@ class IntegrityFields:
     """Enterprise fields of the integrity domain."""
 
     if TYPE_CHECKING:
-        uscc: str
+        uscc: USCC
 
     @visible(Tier.PUBLIC, "The integrity service; null when none was ever set up.")
     async def service_status(self, info: Info) -> ServiceStatus | None:

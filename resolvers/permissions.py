@@ -97,16 +97,18 @@ def _response_path(info: strawberry.Info) -> str:
 class VisibilityExtension(FieldExtension):
     """Enforces one field's rule against the request's viewer.
 
-    Objects with OWNER-tier fields carry their enterprise's USCC as ``enterprise_uscc``;
-    an object without it never matches an owner, so a forgotten attribute denies.
+    Objects with OWNER-tier fields carry their enterprise's USCC as ``enterprise_uscc``
+    (a root field takes it from its ``uscc`` argument); an object without it never
+    matches an owner, so a forgotten attribute denies.
     """
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
 
-    def _check(self, source: Any, info: strawberry.Info) -> None:
+    def _check(self, source: Any, info: strawberry.Info, arguments: dict[str, Any]) -> None:
         context = info.context
-        enterprise = getattr(source, "enterprise_uscc", None)
+        # The enterprise the field belongs to: its object's, or a root field's argument.
+        enterprise = getattr(source, "enterprise_uscc", None) or arguments.get("uscc")
         key = (self.rule, enterprise if self.rule.per_enterprise else None)
         decision = context.decisions.get(key)
         if decision is None:
@@ -127,7 +129,7 @@ class VisibilityExtension(FieldExtension):
     def resolve(
         self, next_: Callable[..., Any], source: Any, info: strawberry.Info, **kwargs: Any
     ) -> Any:
-        self._check(source, info)
+        self._check(source, info, kwargs)
         return next_(source, info, **kwargs)
 
     async def resolve_async(
@@ -137,7 +139,7 @@ class VisibilityExtension(FieldExtension):
         info: strawberry.Info,
         **kwargs: Any,
     ) -> Any:
-        self._check(source, info)
+        self._check(source, info, kwargs)
         return await next_(source, info, **kwargs)
 
 
@@ -163,7 +165,7 @@ def visible(
 ) -> Any:
     """A Strawberry field (or resolver decorator) with its visibility declared."""
     rule = Rule(tier, frozenset(scopes))
-    extensions = [] if tier is Tier.PUBLIC else [VisibilityExtension(rule)]
+    extensions: list[FieldExtension] = [] if tier is Tier.PUBLIC else [VisibilityExtension(rule)]
     return strawberry.field(
         description=description,
         directives=[Visibility(tier=tier, scopes=sorted(scopes) or strawberry.UNSET)],

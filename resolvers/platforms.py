@@ -15,6 +15,7 @@ from loaders.platforms import PLATFORMS, PlatformLoaders
 from resolvers.context import Info
 from resolvers.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CountedListConnection
 from resolvers.permissions import Tier, visible
+from resolvers.scalars import USCC
 
 __all__ = ["PlatformFields"]
 
@@ -227,7 +228,7 @@ class PlatformFields:
     """Enterprise fields of the platform domain."""
 
     if TYPE_CHECKING:
-        uscc: str
+        uscc: USCC
 
     @visible(Tier.MEMBER, "The business integrity file on each of the four platforms.")
     def business_files(self) -> list[PlatformFile] | None:

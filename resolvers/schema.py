@@ -11,8 +11,8 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from resolvers.archive import ArchiveQuery
-from resolvers.identity import IdentityQuery
 from resolvers.errors import is_expected_error
+from resolvers.identity import IdentityQuery
 from resolvers.scalars import SCALAR_MAP
 
 __all__ = ["create_schema", "schema"]

@@ -19,6 +19,7 @@ from pymongo import monitoring
 from redis.asyncio import Redis
 
 from gateway.app import create_app
+from gateway.devkeys import mint_role_token
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
@@ -135,6 +136,26 @@ async def graphql(
     client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     response = await client.post("/graphql", json={"query": query, "variables": variables or {}})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def bearer(settings: Settings, role: str, **claims: Any) -> dict[str, str]:
+    """Authorization header with a dev token for ``role``."""
+    token = mint_role_token(settings, role, **claims)
+    return {"authorization": f"Bearer {token}"}
+
+
+async def graphql_as(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    query: str,
+    variables: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 
 from gateway.embedded import free_port
 from gateway.settings import Settings
@@ -51,3 +54,19 @@ async def test_readyz_is_503_when_a_source_is_down_and_the_rest_still_serves(
         "redis": "ok",
     }
     assert archive == {"data": {"enterprise": {"name": "杭州万邦网络科技有限公司"}}}
+
+
+async def test_access_log_never_carries_the_query_string(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="integrity_gateway.access")
+    response = await client.get(
+        "/graphql",
+        params={"query": '{ enterprise(uscc: "91330110MAJPDCW44H") { name } }'},
+        headers={"x-request-id": "access-log-1"},
+    )
+    [record] = [r for r in caplog.records if r.name == "integrity_gateway.access"]
+    assert response.status_code == 200
+    assert record.getMessage().startswith("GET /graphql 200 ")
+    assert record.getMessage().endswith("ms request=access-log-1")
+    assert "91330110MAJPDCW44H" not in caplog.text
