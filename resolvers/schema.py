@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from resolvers.archive import ArchiveQuery
+from resolvers.badges import BadgeQuery
 from resolvers.errors import is_expected_error
 from resolvers.identity import IdentityQuery
 from resolvers.scalars import SCALAR_MAP
@@ -21,7 +22,7 @@ log = logging.getLogger("integrity_gateway.errors")
 
 
 @strawberry.type(description="Enterprise integrity archives. Each field states who may see it.")
-class Query(ArchiveQuery, IdentityQuery):
+class Query(ArchiveQuery, BadgeQuery, IdentityQuery):
     pass
 
 

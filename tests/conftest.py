@@ -25,7 +25,7 @@ from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from loaders.seed import seed
 
-SEEDED_ENTERPRISES = 60
+SEEDED_ENTERPRISES = 120
 RANDOM_SEED = 1
 
 

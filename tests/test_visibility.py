@@ -103,6 +103,13 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
         f"RiskRecord.{name}": RISK_READ
         for name in ("kind", "occurredOn", "title", "outcome", "resolvedOn")
     },
+    "Query.integrityBadges": P,
+    **{
+        f"IntegrityBadge.{name}": P
+        for name in ("uscc", "name", "verified", "serviceState", "updatedAt")
+    },
+    "IntegrityBadge.grade": M,
+    "IntegrityBadge.gradeLabel": M,
     "LegalRepresentativeVerification.uscc": VERIFY,
     "LegalRepresentativeVerification.result": VERIFY,
 }
@@ -167,6 +174,7 @@ WRAPPERS = {
     "RiskRecord": (
         "enterprise(uscc: $uscc) { businessFiles { riskRecords { edges { node { %s } } } } }"
     ),
+    "IntegrityBadge": "integrityBadges(usccs: [$uscc]) { %s }",
 }
 
 VIEWERS: dict[str, dict[str, Any]] = {
@@ -236,7 +244,8 @@ async def test_each_viewer_gets_exactly_what_its_tier_allows(
     headers = bearer(settings, **claims) if claims else {}
     fields = [path.split(".")[1] for path in EXPECTED if path.split(".")[0] == type_name]
     selection = " ".join(_selection(type_name, name) for name in fields)
-    query = "query($uscc: USCC!) { " + WRAPPERS[type_name] % selection + " }"
+    variable = "String" if type_name == "IntegrityBadge" else "USCC"
+    query = f"query($uscc: {variable}!) {{ " + WRAPPERS[type_name] % selection + " }"
     body = await graphql_as(client, headers, query, {"uscc": FULL})
 
     errors_by_field: dict[str, set[str]] = {}
@@ -248,7 +257,7 @@ async def test_each_viewer_gets_exactly_what_its_tier_allows(
         if _parent_outcome(type_name, viewer) != "ok":
             continue  # the parent is denied: that is the parent's own row
         expected = OUTCOMES[(tier, bool(scopes))][viewer]
-        path = ["enterprise", *_data_keys(type_name), name]
+        path = [*_data_keys(type_name), name]
         values = _values_at(body["data"], path)
         assert values, f"{type_name}.{name}: nothing to check for {viewer}"
         if expected == "ok":
@@ -261,14 +270,20 @@ async def test_each_viewer_gets_exactly_what_its_tier_allows(
 
 
 def _data_keys(type_name: str) -> list[str]:
+    """The response keys from the root down to ``type_name``'s objects."""
     wrapper = WRAPPERS[type_name]
-    inner = wrapper[wrapper.index("{") + 1 : wrapper.rindex("%s")]
-    return [word for word in inner.replace("{", " ").split() if word.isidentifier()]
+    words = wrapper[: wrapper.rindex("%s")].replace("{", " ").replace("(", " ( ").split()
+    keys, depth = [], 0
+    for word in words:
+        depth += word.count("(") - word.count(")")
+        if depth == 0 and word.isidentifier():
+            keys.append(word)
+    return keys
 
 
 def _parent_outcome(type_name: str, viewer: str) -> str:
     """What ``viewer`` gets for the fields that lead to ``type_name`` (worst of them)."""
-    owner_type = "Enterprise"
+    owner_type = "Query"
     outcome = "ok"
     for key in _data_keys(type_name):
         if key in ("edges", "node"):

@@ -1,0 +1,126 @@
+"""Integrity badges: what a mobile app draws for many enterprises at once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable
+from typing import Self
+
+import strawberry
+
+from loaders.base import Document
+from loaders.codes import UsccError, validate_uscc
+from resolvers.context import Info
+from resolvers.errors import bad_user_input, service_suspended
+from resolvers.integrity import ServiceState, withheld_because
+from resolvers.permissions import Tier, visible
+from resolvers.scalars import USCC
+
+__all__ = ["BadgeQuery", "IntegrityBadge"]
+
+MAX_BADGES = 100
+
+GRADE_LABELS = {
+    "AAA": "信用极好",
+    "AA": "信用优良",
+    "A": "信用较好",
+    "BBB": "信用一般",
+    "BB": "信用欠佳",
+    "B": "信用较差",
+    "CCC": "信用很差",
+    "CC": "信用极差",
+    "C": "信用缺失",
+}
+
+
+@strawberry.type(description="The integrity badge of one enterprise.")
+class IntegrityBadge:
+    enterprise_uscc: strawberry.Private[str]
+    level: strawberry.Private[Document | None]
+    withheld: strawberry.Private[str | None]
+    uscc: USCC = visible(Tier.PUBLIC, "Unified social credit code.")
+    name: str = visible(Tier.PUBLIC, "Registered name.")
+    verified: bool = visible(Tier.PUBLIC, "Whether the identity is currently verified.")
+    service_state: ServiceState | None = visible(
+        Tier.PUBLIC, "Integrity service state; null when none was ever set up."
+    )
+    updated_at: dt.datetime = visible(
+        Tier.PUBLIC, "When anything on the badge last changed (registry, identity, level, service)."
+    )
+
+    @visible(
+        Tier.MEMBER,
+        "Integrity grade; null when not evaluated; withheld (SERVICE_SUSPENDED) while the "
+        "service is suspended or terminated.",
+    )
+    def grade(self) -> str | None:
+        if self.withheld is not None:
+            raise service_suspended(self.withheld)
+        return self.level["grade"] if self.level is not None else None
+
+    @visible(Tier.MEMBER, "The grade in words, e.g. 信用极好 for AAA; withheld like the grade.")
+    def grade_label(self) -> str | None:
+        grade = self.grade()
+        return GRADE_LABELS[grade] if grade is not None else None
+
+    @classmethod
+    def from_documents(
+        cls,
+        enterprise: Document,
+        authentication: Document | None,
+        level: Document | None,
+        status: Document | None,
+    ) -> Self:
+        moments = [enterprise["updated_at"]]
+        for doc, key in (
+            (authentication, "verified_at"),
+            (level, "evaluated_at"),
+            (status, "since"),
+        ):
+            if doc is not None and doc.get(key) is not None:
+                moments.append(doc[key])
+        return cls(
+            enterprise_uscc=enterprise["_id"],
+            level=level,
+            withheld=withheld_because(status),
+            uscc=USCC(enterprise["_id"]),
+            name=enterprise["name"],
+            verified=authentication is not None and authentication["verified"],
+            service_state=ServiceState(status["status"]) if status is not None else None,
+            updated_at=max(moments),
+        )
+
+
+async def _badge(info: Info, index: int, raw: str) -> IntegrityBadge | None:
+    try:
+        uscc = validate_uscc(raw)
+    except UsccError as exc:
+        raise bad_user_input(f"usccs[{index}]: {exc}") from None
+    loaders = info.context.loaders
+    enterprise, authentication, level, status = await asyncio.gather(
+        loaders.enterprise_by_uscc.load(uscc),
+        loaders.authentication_by_uscc.load(uscc),
+        loaders.integrity_level_by_uscc.load(uscc),
+        loaders.service_status_by_uscc.load(uscc),
+    )
+    if enterprise is None:
+        return None
+    return IntegrityBadge.from_documents(enterprise, authentication, level, status)
+
+
+@strawberry.type
+class BadgeQuery:
+    @visible(
+        Tier.PUBLIC,
+        f"Badges for up to {MAX_BADGES} USCCs, in input order. An invalid USCC is a "
+        "BAD_USER_INPUT error at its own index (the others are served); an unknown one "
+        "is null.",
+    )
+    def integrity_badges(self, info: Info, usccs: list[str]) -> list[IntegrityBadge | None]:
+        if len(usccs) > MAX_BADGES:
+            raise bad_user_input(f"at most {MAX_BADGES} USCCs per call, got {len(usccs)}")
+        items: list[Awaitable[IntegrityBadge | None]] = [
+            _badge(info, index, raw) for index, raw in enumerate(usccs)
+        ]
+        return items  # type: ignore[return-value]  # each item resolves on its own
