@@ -96,7 +96,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
             request_id=rid,
             audit=audit,
             sources=runtime.sources,
+            cache=runtime.cache,
             limits=runtime.limits,
+            cursor_key=runtime.cursor_key,
         )
 
     def encode_json(self, data: object) -> bytes:

@@ -8,6 +8,7 @@ reverse order, also when start-up fails half-way.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ class Runtime:
     cache: DocumentCache
     authenticator: Authenticator
     limits: RateLimits
+    cursor_key: bytes
     #: Set when the sources are on the embedded server (so seeding can reach it too).
     embedded_mongodb_url: str | None
 
@@ -72,5 +74,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             cache=cache,
             authenticator=Authenticator.from_settings(settings),
             limits=RateLimits(redis_url, verify=settings.verify_rate_limit),
+            cursor_key=(
+                settings.cursor_secret.get_secret_value().encode()
+                if settings.cursor_secret is not None
+                else secrets.token_bytes(32)
+            ),
             embedded_mongodb_url=mongodb_url,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "Source"]
@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     auth_issuer: str = Field(default="integrity-gateway-dev", description="Required `iss`.")
     auth_audience: str = Field(default="integrity-gateway", description="Required `aud`.")
     auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that signs search cursors (so a page depth cannot be forged). Unset: a "
+            "random key per process, so cursors do not survive a restart or cross replicas."
+        ),
+    )
     verify_rate_limit: str = Field(
         default="30/minute",
         description="verifyLegalRepresentative calls allowed per service client (limits syntax).",

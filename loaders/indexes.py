@@ -10,7 +10,7 @@ from pymongo.errors import PyMongoError
 
 from gateway.settings import Source
 from gateway.sources import Sources
-from loaders import identity, integrity, platforms, registry
+from loaders import identity, integrity, platforms, registry, search
 
 __all__ = ["ALL_INDEXES", "ensure_indexes"]
 
@@ -21,6 +21,7 @@ ALL_INDEXES: dict[tuple[Source, str], list[IndexModel]] = {
     **identity.INDEXES,
     **integrity.INDEXES,
     **platforms.INDEXES,
+    **search.INDEXES,
 }
 
 

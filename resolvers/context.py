@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 
 from gateway.audit import AuditTrail
+from gateway.cache import DocumentCache
 from gateway.limits import RateLimits
 from gateway.settings import Settings
 from gateway.sources import Sources
@@ -26,7 +27,10 @@ class Context:
     audit: AuditTrail
     #: For the few reads that must not be batched or cached (verification).
     sources: Sources
+    cache: DocumentCache
     limits: RateLimits
+    #: Signs search cursors.
+    cursor_key: bytes
     #: Visibility decisions made so far in this request, by (rule, enterprise).
     decisions: dict[Any, Any] = field(default_factory=dict)
 

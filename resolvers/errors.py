@@ -12,6 +12,7 @@ __all__ = [
     "is_expected_error",
     "rate_limited",
     "service_suspended",
+    "unauthenticated",
 ]
 
 
@@ -20,10 +21,15 @@ class ErrorCode(enum.StrEnum):
     SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE"
     SERVICE_SUSPENDED = "SERVICE_SUSPENDED"
     RATE_LIMITED = "RATE_LIMITED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
 
 
 def bad_user_input(message: str, **extensions: object) -> GraphQLError:
     return GraphQLError(message, extensions={"code": ErrorCode.BAD_USER_INPUT.value, **extensions})
+
+
+def unauthenticated(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": ErrorCode.UNAUTHENTICATED.value})
 
 
 def rate_limited(message: str) -> GraphQLError:

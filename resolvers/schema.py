@@ -15,6 +15,7 @@ from resolvers.badges import BadgeQuery
 from resolvers.errors import is_expected_error
 from resolvers.identity import IdentityQuery
 from resolvers.scalars import SCALAR_MAP
+from resolvers.search import SearchQuery
 
 __all__ = ["create_schema", "schema"]
 
@@ -22,7 +23,7 @@ log = logging.getLogger("integrity_gateway.errors")
 
 
 @strawberry.type(description="Enterprise integrity archives. Each field states who may see it.")
-class Query(ArchiveQuery, BadgeQuery, IdentityQuery):
+class Query(ArchiveQuery, SearchQuery, BadgeQuery, IdentityQuery):
     pass
 
 

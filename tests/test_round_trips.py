@@ -150,3 +150,63 @@ async def test_badges_cost_the_same_for_10_and_100(
     assert cold_trips == 2 * BADGE_PAIRS
     assert warm_finds == 0
     assert warm_trips == BADGE_PAIRS
+
+
+SEARCH_PAGE = """
+query($first: Int!) {
+  enterprises(first: $first) {
+    edges {
+      node {
+        uscc name
+        identityAuthentication { verified }
+        integrityLevel { grade }
+        businessFiles { platform storeCount }
+      }
+    }
+  }
+}
+"""
+#: registry: enterprise_search, enterprises; identity.authentications; integrity: levels,
+#: service_status; statistics on each of the four platforms.
+SEARCH_PAIRS = 9
+
+
+async def _search_costs(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    first: int,
+    redis: Redis,
+    recorder: CommandRecorder,
+    cache_calls: CacheCalls,
+) -> tuple[int, int, int, int]:
+    service = bearer(settings, "service")
+    await redis.flushdb()
+    recorder.clear()
+    cache_calls.reads = cache_calls.writes = 0
+    cold = await graphql_as(client, service, SEARCH_PAGE, {"first": first})
+    cold_costs = (len(recorder.finds()), cache_calls.round_trips)
+    assert len(set(recorder.finds())) == len(recorder.finds())
+    recorder.clear()
+    cache_calls.reads = cache_calls.writes = 0
+    warm = await graphql_as(client, service, SEARCH_PAGE, {"first": first})
+    assert warm == cold
+    assert len(cold["data"]["enterprises"]["edges"]) == first
+    return (*cold_costs, len(recorder.finds()), cache_calls.round_trips)
+
+
+async def test_a_search_page_costs_the_same_for_10_and_100(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    redis: Redis,
+    recorder: CommandRecorder,
+    cache_calls: CacheCalls,
+) -> None:
+    ten = await _search_costs(client, settings, 10, redis, recorder, cache_calls)
+    hundred = await _search_costs(client, settings, 100, redis, recorder, cache_calls)
+
+    cold_finds, cold_trips, warm_finds, warm_trips = hundred
+    assert ten == hundred
+    assert cold_finds == SEARCH_PAIRS
+    assert cold_trips == 2 * SEARCH_PAIRS
+    assert warm_finds == 0
+    assert warm_trips == SEARCH_PAIRS

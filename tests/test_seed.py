@@ -18,6 +18,7 @@ from tests.conftest import RANDOM_SEED, SEEDED_ENTERPRISES
 
 ALL_COLLECTIONS = {
     "registry.enterprises",
+    "registry.enterprise_search",
     "registry.change_records",
     "registry.legal_representatives",
     "identity.authentications",

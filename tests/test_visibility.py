@@ -104,6 +104,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
         for name in ("kind", "occurredOn", "title", "outcome", "resolvedOn")
     },
     "Query.integrityBadges": P,
+    "Query.enterprises": P,
     **{
         f"IntegrityBadge.{name}": P
         for name in ("uscc", "name", "verified", "serviceState", "updatedAt")

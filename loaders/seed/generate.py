@@ -16,7 +16,7 @@ from typing import Any
 from bson import Decimal128
 
 from gateway.settings import Source
-from loaders import identity, integrity, platforms, registry
+from loaders import identity, integrity, platforms, registry, search
 from loaders.codes import USCC_ALPHABET, id_number_check_char, uscc_check_chars
 from loaders.regions import PROVINCES, SEEDED_DIVISIONS, division
 from loaders.seed import vocabulary as v
@@ -347,7 +347,12 @@ def generate_enterprise(batch: Batch, index: int, random_seed: int, taken: set[s
         batch[(Source.IDENTITY, identity.AUTHENTICATIONS)].append(authentication)
     batch[(Source.INTEGRITY, integrity.LEVELS)].append(_level(rng, uscc))
     batch[(Source.INTEGRITY, integrity.SERVICE_STATUS)].append(_service_status(rng, uscc))
+    present = []
     for source, presence in _PLATFORM_PRESENCE.items():
         if rng.random() < presence:
             _platform_file(rng, batch, source, uscc, name, code, v.INDUSTRIES[industry][2])
+            present.append(source.value)
+    batch[(Source.REGISTRY, search.SEARCH)].append(
+        search.search_document(uscc, name, code, status, present)
+    )
     return uscc

@@ -1,0 +1,157 @@
+"""Enterprise search: filtered, ordered by USCC, paged by signed cursors, capped per viewer."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from typing import cast
+
+import strawberry
+from strawberry.relay import PageInfo
+
+from gateway.settings import Source
+from gateway.viewer import Anonymous, Viewer
+from loaders.codes import EntityKind
+from loaders.search import Criteria, search_usccs
+from resolvers.archive import BusinessStatus, Enterprise
+from resolvers.context import Info
+from resolvers.errors import bad_user_input, unauthenticated
+from resolvers.permissions import Tier, visible
+from resolvers.platforms import Platform
+
+__all__ = ["PAGE_LIMITS", "SearchQuery"]
+
+#: The largest page each kind of viewer may ask for.
+PAGE_LIMITS = {"anonymous": 10, "member": 50, "owner": 50, "operator": 50, "service": 100}
+#: Anonymous viewers may page this deep into one search, and no deeper (no enumeration).
+ANONYMOUS_MAX_PAGES = 5
+_KEYWORD = (2, 50)
+_REGION = re.compile(r"^(\d{2}|\d{4}|\d{6})$")
+
+
+@strawberry.input(description="What to search for; all given criteria must match.")
+class EnterpriseFilter:
+    keyword: str | None = strawberry.field(
+        default=None,
+        description="2 to 50 characters contained in the name (a prefix matches too).",
+    )
+    region: str | None = strawberry.field(
+        default=None,
+        description="Division-code prefix: 2 digits (province), 4 (prefecture) or 6 (county).",
+    )
+    kind: EntityKind | None = strawberry.field(default=None, description="Kind of subject.")
+    status: BusinessStatus | None = strawberry.field(
+        default=None, description="Registration status."
+    )
+    platform: Platform | None = strawberry.field(
+        default=None, description="Only enterprises trading on this platform."
+    )
+
+
+@strawberry.type(description="A search hit.")
+class EnterpriseEdge:
+    cursor: str = visible(Tier.PUBLIC, "Pass as `after` to read the page after this hit.")
+    node: Enterprise = visible(Tier.PUBLIC, "The enterprise.")
+
+
+@strawberry.type(description="A page of search hits, in USCC order.")
+class EnterpriseConnection:
+    edges: list[EnterpriseEdge] = visible(Tier.PUBLIC, "The hits of this page.")
+    page_info: PageInfo = visible(Tier.PUBLIC, "Whether there is more, and the cursors.")
+
+
+def _criteria(given: EnterpriseFilter | None) -> Criteria:
+    if given is None:
+        return Criteria()
+    keyword = given.keyword.strip() if given.keyword is not None else None
+    if keyword is not None and not _KEYWORD[0] <= len(keyword) <= _KEYWORD[1]:
+        raise bad_user_input(f"keyword must be {_KEYWORD[0]} to {_KEYWORD[1]} characters")
+    if given.region is not None and not _REGION.match(given.region):
+        raise bad_user_input("region must be a division-code prefix of 2, 4 or 6 digits")
+    return Criteria(
+        keyword=keyword,
+        region=given.region,
+        kind=given.kind.value if given.kind is not None else None,
+        status=given.status.name if given.status is not None else None,
+        platform=cast(Source, given.platform.value) if given.platform is not None else None,
+    )
+
+
+def _sign(key: bytes, payload: str) -> str:
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def encode_cursor(key: bytes, criteria: Criteria, uscc: str, page: int) -> str:
+    payload = f"{uscc}:{page}:{criteria.fingerprint()}"
+    return base64.urlsafe_b64encode(f"{payload}:{_sign(key, payload)}".encode()).decode()
+
+
+def decode_cursor(key: bytes, criteria: Criteria, cursor: str) -> tuple[str, int]:
+    """The last USCC and page number a cursor stands for; it must be ours and this search's."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        uscc, page, fingerprint, mac = text.split(":")
+        valid = hmac.compare_digest(mac, _sign(key, f"{uscc}:{page}:{fingerprint}"))
+    except ValueError:
+        valid = False
+    if not valid or fingerprint != criteria.fingerprint():
+        raise bad_user_input("after is not a cursor returned by this search")
+    return uscc, int(page)
+
+
+def _check_first(viewer: Viewer, first: int) -> None:
+    limit = PAGE_LIMITS[viewer.kind]
+    if not 0 <= first <= limit:
+        raise bad_user_input(f"first must be between 0 and {limit} for this viewer ({viewer.kind})")
+
+
+@strawberry.type
+class SearchQuery:
+    @visible(
+        Tier.PUBLIC,
+        "Search enterprises, in USCC order. `first`: at most 10 for anonymous viewers, 50 "
+        "when logged in, 100 for service clients; anonymous viewers may read 5 pages of "
+        "one search.",
+    )
+    async def enterprises(
+        self,
+        info: Info,
+        filter: EnterpriseFilter | None = None,
+        first: int = 10,
+        after: str | None = None,
+    ) -> EnterpriseConnection:
+        context = info.context
+        _check_first(context.viewer, first)
+        criteria = _criteria(filter)
+        last, page = (None, 1)
+        if after is not None:
+            last, previous = decode_cursor(context.cursor_key, criteria, after)
+            page = previous + 1
+        if isinstance(context.viewer, Anonymous) and page > ANONYMOUS_MAX_PAGES:
+            raise unauthenticated(
+                f"Anonymous viewers may read {ANONYMOUS_MAX_PAGES} pages of a search; "
+                "log in to read further."
+            )
+        usccs = await search_usccs(
+            context.sources, context.cache, criteria, after=last, limit=first + 1
+        )
+        docs = await context.loaders.enterprise_by_uscc.load_many(usccs[:first])
+        edges = [
+            EnterpriseEdge(
+                cursor=encode_cursor(context.cursor_key, criteria, doc["_id"], page),
+                node=Enterprise.from_document(doc),
+            )
+            for doc in docs
+            if doc is not None
+        ]
+        return EnterpriseConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(usccs) > first,
+                has_previous_page=page > 1,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )
