@@ -12,6 +12,7 @@ from loaders.identity import AuthenticationByUsccLoader
 from loaders.integrity import IntegrityLevelByUsccLoader, ServiceStatusByUsccLoader
 from loaders.platforms import PLATFORMS, PlatformLoaders
 from loaders.registry import (
+    ChangeRecordByIdLoader,
     ChangeRecordsByUsccLoader,
     EnterpriseByUsccLoader,
     LegalRepresentativeByUsccLoader,
@@ -26,6 +27,7 @@ class Loaders:
 
     enterprise_by_uscc: EnterpriseByUsccLoader
     change_records_by_uscc: ChangeRecordsByUsccLoader
+    change_record_by_id: ChangeRecordByIdLoader
     legal_representative_by_uscc: LegalRepresentativeByUsccLoader
     authentication_by_uscc: AuthenticationByUsccLoader
     integrity_level_by_uscc: IntegrityLevelByUsccLoader
@@ -37,6 +39,7 @@ def create_loaders(sources: Sources, cache: DocumentCache) -> Loaders:
     return Loaders(
         enterprise_by_uscc=EnterpriseByUsccLoader(sources, cache),
         change_records_by_uscc=ChangeRecordsByUsccLoader(sources, cache),
+        change_record_by_id=ChangeRecordByIdLoader(sources, cache),
         legal_representative_by_uscc=LegalRepresentativeByUsccLoader(sources, cache),
         authentication_by_uscc=AuthenticationByUsccLoader(sources, cache),
         integrity_level_by_uscc=IntegrityLevelByUsccLoader(sources, cache),

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 #: Bump when the cached shape of documents changes, so old entries are never read.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _CODEC: CodecOptions[Document] = CodecOptions(tz_aware=True)
 
 
@@ -40,8 +40,9 @@ class SourceUnavailableError(Exception):
         self.extensions = {"code": "SOURCE_UNAVAILABLE", "source": source.value}
 
 
-def cache_key(source: Source, collection: str, key: Hashable) -> str:
-    return f"ig:{CACHE_FORMAT}:{source.value}:{collection}:{key}"
+def cache_key(source: Source, collection: str, key_field: str, key: Hashable) -> str:
+    """Names the field too: two loaders of one collection by different keys never collide."""
+    return f"ig:{CACHE_FORMAT}:{source.value}:{collection}:{key_field}:{key}"
 
 
 class SourceLoader(DataLoader[Hashable, Any]):
@@ -76,7 +77,9 @@ class SourceLoader(DataLoader[Hashable, Any]):
         return doc
 
     async def batch_load_fn(self, keys: Sequence[Hashable]) -> list[Any]:
-        cache_keys = {key: cache_key(self.source, self.collection, key) for key in keys}
+        cache_keys = {
+            key: cache_key(self.source, self.collection, self.key_field, key) for key in keys
+        }
         hits = await self._documents.get_many(list(cache_keys.values()))
         found: dict[Hashable, Any] = {}
         misses: list[Hashable] = []

@@ -95,6 +95,18 @@ class RiskRecordsByUsccLoader(SourceLoader):
     sort = (("uscc", ASCENDING), ("occurred_on", DESCENDING))
 
 
+class StoreByIdLoader(SourceLoader):
+    collection = STORES
+
+
+class RiskRecordByIdLoader(SourceLoader):
+    collection = RISK_RECORDS
+
+
+class CertificationByIdLoader(SourceLoader):
+    collection = CERTIFICATIONS
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformLoaders:
     """One platform's loaders; certifications and Chengxintong only where they exist."""
@@ -104,6 +116,9 @@ class PlatformLoaders:
     risk_records: RiskRecordsByUsccLoader
     certifications: CertificationsByUsccLoader | None
     chengxintong: ChengxintongByUsccLoader | None
+    store_by_id: StoreByIdLoader
+    risk_record_by_id: RiskRecordByIdLoader
+    certification_by_id: CertificationByIdLoader | None
 
     @classmethod
     def create(cls, sources: Sources, cache: DocumentCache, source: Source) -> PlatformLoaders:
@@ -116,5 +131,10 @@ class PlatformLoaders:
             else None,
             chengxintong=ChengxintongByUsccLoader(sources, cache)
             if source == Source.PLATFORM_1688
+            else None,
+            store_by_id=StoreByIdLoader(sources, cache, source=source),
+            risk_record_by_id=RiskRecordByIdLoader(sources, cache, source=source),
+            certification_by_id=CertificationByIdLoader(sources, cache, source=source)
+            if source in CERTIFYING_PLATFORMS
             else None,
         )

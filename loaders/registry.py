@@ -14,6 +14,7 @@ from loaders.codes import mask_id_number
 
 __all__ = [
     "INDEXES",
+    "ChangeRecordByIdLoader",
     "ChangeRecordsByUsccLoader",
     "EnterpriseByUsccLoader",
     "LegalRepresentativeByUsccLoader",
@@ -63,6 +64,11 @@ async def sample_usccs(sources: Sources) -> list[str]:
         if doc is not None:
             found.append(doc["_id"])
     return found
+
+
+class ChangeRecordByIdLoader(SourceLoader):
+    source = Source.REGISTRY
+    collection = CHANGE_RECORDS
 
 
 class LegalRepresentativeByUsccLoader(SourceLoader):

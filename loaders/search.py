@@ -119,7 +119,7 @@ async def search_usccs(
     query = criteria.query()
     if after is not None:
         query["_id"] = {**query.get("_id", {}), "$gt": after}
-    key = cache_key(Source.REGISTRY, SEARCH, f"{criteria.fingerprint()}:{after}:{limit}")
+    key = cache_key(Source.REGISTRY, SEARCH, "page", f"{criteria.fingerprint()}:{after}:{limit}")
     cached = (await cache.get_many([key])).get(key)
     if cached is not None:
         usccs: list[str] = bson.decode(cached)["v"]

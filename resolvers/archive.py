@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Self
 
 import strawberry
+from strawberry import relay
 
 from loaders.base import Document
 from loaders.codes import EntityKind, entity_kind
@@ -112,7 +113,9 @@ class Shareholder:
 
 
 @strawberry.type(description="One change to the registered particulars (变更记录).")
-class ChangeRecord:
+class ChangeRecord(relay.Node):
+    node_key: relay.NodeID[str]
+    enterprise_uscc: strawberry.Private[str]
     date: dt.date = visible(Tier.PUBLIC, "Date the change was registered.")
     item: str = visible(Tier.PUBLIC, "What changed, e.g. 注册资本变更.")
     before: str = visible(Tier.PUBLIC, "The particular before the change.")
@@ -121,18 +124,25 @@ class ChangeRecord:
     @classmethod
     def from_document(cls, doc: Document) -> Self:
         return cls(
-            date=doc["date"].date(), item=doc["item"], before=doc["before"], after=doc["after"]
+            node_key=doc["_id"],
+            enterprise_uscc=doc["uscc"],
+            date=doc["date"].date(),
+            item=doc["item"],
+            before=doc["before"],
+            after=doc["after"],
         )
 
 
 @strawberry.type(description="A page of change records, newest first.")
-class ChangeRecordConnection(CountedListConnection[ChangeRecord]):  # type: ignore[type-var]
+class ChangeRecordConnection(CountedListConnection[ChangeRecord]):
     pass
 
 
 @strawberry.type
 class RegistryFields:
     """Enterprise fields of the registry: identity and the public archive."""
+
+    node_key: relay.NodeID[str]
 
     uscc: USCC = visible(Tier.PUBLIC, "Unified social credit code.")
     name: str = visible(Tier.PUBLIC, "Registered name.")
@@ -171,6 +181,7 @@ class RegistryFields:
         uscc = doc["_id"]
         region = division(doc["division"])
         return cls(
+            node_key=uscc,
             uscc=USCC(uscc),
             name=doc["name"],
             kind=entity_kind(uscc),
@@ -193,7 +204,7 @@ class RegistryFields:
 
 
 @strawberry.type(description="An enterprise's integrity archive.")
-class Enterprise(RegistryFields, IdentityFields, IntegrityFields, PlatformFields):
+class Enterprise(RegistryFields, IdentityFields, IntegrityFields, PlatformFields, relay.Node):
     pass
 
 

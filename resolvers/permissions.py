@@ -24,7 +24,16 @@ from strawberry.schema_directive import Location
 
 from gateway.viewer import Anonymous, Operator, Owner, ServiceClient, Viewer
 
-__all__ = ["Decision", "Rule", "Tier", "Visibility", "VisibilityExtension", "decide", "visible"]
+__all__ = [
+    "Decision",
+    "Rule",
+    "Tier",
+    "Visibility",
+    "VisibilityExtension",
+    "decide",
+    "enforce",
+    "visible",
+]
 
 
 @strawberry.enum(description="Who may see a field (DESIGN §1).")
@@ -94,6 +103,27 @@ def _response_path(info: strawberry.Info) -> str:
     return ".".join(str(key) for key in info.path.as_list() if not isinstance(key, int))
 
 
+def enforce(info: strawberry.Info, rule: Rule, enterprise: str | None) -> None:
+    """Let the field at ``info.path`` through, auditing it if sensitive, or raise the
+    denial. Decided once per request for each (rule, enterprise), then looked up."""
+    context = info.context
+    key = (rule, enterprise if rule.per_enterprise else None)
+    decision = context.decisions.get(key)
+    if decision is None:
+        decision = decide(rule, context.viewer, enterprise)
+        context.decisions[key] = decision
+    if decision is Decision.ALLOW:
+        return
+    if decision is Decision.ALLOW_AUDITED:
+        context.audit.read(enterprise, _response_path(info))
+        return
+    if decision is Decision.UNAUTHENTICATED:
+        message = f"Log in to see {info.field_name} ({rule.describe()})."
+    else:
+        message = f"{info.field_name} needs {rule.describe()}."
+    raise GraphQLError(message, extensions={"code": decision.value})
+
+
 class VisibilityExtension(FieldExtension):
     """Enforces one field's rule against the request's viewer.
 
@@ -106,25 +136,9 @@ class VisibilityExtension(FieldExtension):
         self.rule = rule
 
     def _check(self, source: Any, info: strawberry.Info, arguments: dict[str, Any]) -> None:
-        context = info.context
         # The enterprise the field belongs to: its object's, or a root field's argument.
         enterprise = getattr(source, "enterprise_uscc", None) or arguments.get("uscc")
-        key = (self.rule, enterprise if self.rule.per_enterprise else None)
-        decision = context.decisions.get(key)
-        if decision is None:
-            decision = decide(self.rule, context.viewer, enterprise)
-            context.decisions[key] = decision
-        if decision is Decision.ALLOW:
-            return
-        if decision is Decision.ALLOW_AUDITED:
-            context.audit.read(enterprise, _response_path(info))
-            return
-        field = info.field_name
-        if decision is Decision.UNAUTHENTICATED:
-            message = f"Log in to see {field} ({self.rule.describe()})."
-        else:
-            message = f"{field} needs {self.rule.describe()}."
-        raise GraphQLError(message, extensions={"code": decision.value})
+        enforce(info, self.rule, enterprise)
 
     def resolve(
         self, next_: Callable[..., Any], source: Any, info: strawberry.Info, **kwargs: Any

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Self
 
 import strawberry
+from strawberry import relay
 
 from gateway.settings import Source
 from loaders.base import Document
@@ -20,6 +21,20 @@ from resolvers.scalars import USCC
 __all__ = ["PlatformFields"]
 
 RISK_READ = "risk:read"
+
+
+def platform_key(source: Source, doc_id: str) -> str:
+    """A platform record's node key: which platform, then its id there."""
+    return f"{source.value}/{doc_id}"
+
+
+def split_platform_key(key: str) -> tuple[Source, str] | None:
+    source_name, _, doc_id = key.partition("/")
+    try:
+        source = Source(source_name)
+    except ValueError:
+        return None
+    return (source, doc_id) if source in PLATFORMS and doc_id else None
 
 
 @strawberry.enum(description="A trading platform.")
@@ -54,7 +69,9 @@ class CertificationResult(enum.Enum):
 
 
 @strawberry.type(description="A store of the enterprise on a platform.")
-class Store:
+class Store(relay.Node):
+    node_key: relay.NodeID[str]
+    enterprise_uscc: strawberry.Private[str]
     name: str = visible(Tier.MEMBER, "Store name.")
     address: str = visible(Tier.MEMBER, "Store address.")
     main_categories: list[str] = visible(Tier.MEMBER, "Main categories sold (主营类目).")
@@ -62,8 +79,10 @@ class Store:
     opened_on: dt.date = visible(Tier.MEMBER, "When the store opened.")
 
     @classmethod
-    def from_document(cls, doc: Document) -> Self:
+    def from_document(cls, source: Source, doc: Document) -> Self:
         return cls(
+            node_key=platform_key(source, doc["_id"]),
+            enterprise_uscc=doc["uscc"],
             name=doc["name"],
             address=doc["address"],
             main_categories=doc["main_categories"],
@@ -73,7 +92,7 @@ class Store:
 
 
 @strawberry.type(description="A page of stores, newest first.")
-class StoreConnection(CountedListConnection[Store]):  # type: ignore[type-var]
+class StoreConnection(CountedListConnection[Store]):
     pass
 
 
@@ -97,15 +116,19 @@ class Chengxintong:
 
 
 @strawberry.type(description="An on-site certification (实地认证) by a third-party agency.")
-class Certification:
+class Certification(relay.Node):
+    node_key: relay.NodeID[str]
+    enterprise_uscc: strawberry.Private[str]
     agency: str = visible(Tier.MEMBER, "Certifying agency.")
     certified_on: dt.date = visible(Tier.MEMBER, "Date of the inspection.")
     valid_until: dt.date = visible(Tier.MEMBER, "Last day the certification holds.")
     result: CertificationResult = visible(Tier.MEMBER, "Outcome.")
 
     @classmethod
-    def from_document(cls, doc: Document) -> Self:
+    def from_document(cls, source: Source, doc: Document) -> Self:
         return cls(
+            node_key=platform_key(source, doc["_id"]),
+            enterprise_uscc=doc["uscc"],
             agency=doc["agency"],
             certified_on=doc["certified_on"].date(),
             valid_until=doc["valid_until"].date(),
@@ -114,7 +137,8 @@ class Certification:
 
 
 @strawberry.type(description="A dispute, complaint or punishment, in detail.")
-class RiskRecord:
+class RiskRecord(relay.Node):
+    node_key: relay.NodeID[str]
     kind: RiskKind = visible(Tier.OWNER, "Dispute, complaint or punishment.", scopes=[RISK_READ])
     occurred_on: dt.date = visible(Tier.OWNER, "When it happened.", scopes=[RISK_READ])
     title: str = visible(Tier.OWNER, "What it was about.", scopes=[RISK_READ])
@@ -125,9 +149,10 @@ class RiskRecord:
     enterprise_uscc: strawberry.Private[str]
 
     @classmethod
-    def from_document(cls, doc: Document) -> Self:
+    def from_document(cls, source: Source, doc: Document) -> Self:
         resolved = doc["resolved_on"]
         return cls(
+            node_key=platform_key(source, doc["_id"]),
             enterprise_uscc=doc["uscc"],
             kind=RiskKind(doc["kind"]),
             occurred_on=doc["occurred_on"].date(),
@@ -138,7 +163,7 @@ class RiskRecord:
 
 
 @strawberry.type(description="A page of risk records, newest first.")
-class RiskRecordConnection(CountedListConnection[RiskRecord]):  # type: ignore[type-var]
+class RiskRecordConnection(CountedListConnection[RiskRecord]):
     pass
 
 
@@ -166,7 +191,7 @@ class PlatformFile:
     ) -> StoreConnection | None:
         async def load() -> list[Store]:
             docs = await self._loaders(info).stores.load(self.enterprise_uscc)
-            return [Store.from_document(doc) for doc in docs]
+            return [Store.from_document(self.source, doc) for doc in docs]
 
         return await StoreConnection.load_page(load, info=info, first=first, after=after)
 
@@ -185,7 +210,8 @@ class PlatformFile:
         loader = self._loaders(info).certifications
         if loader is None:
             return None
-        return [Certification.from_document(d) for d in await loader.load(self.enterprise_uscc)]
+        docs = await loader.load(self.enterprise_uscc)
+        return [Certification.from_document(self.source, doc) for doc in docs]
 
     @visible(Tier.MEMBER, "Trade disputes on record.")
     async def dispute_count(self, info: Info) -> int | None:
@@ -217,7 +243,7 @@ class PlatformFile:
     ) -> RiskRecordConnection | None:
         async def load() -> list[RiskRecord]:
             docs = await self._loaders(info).risk_records.load(self.enterprise_uscc)
-            records = [RiskRecord.from_document(doc) for doc in docs]
+            records = [RiskRecord.from_document(self.source, doc) for doc in docs]
             return [r for r in records if kind is None or r.kind is kind]
 
         return await RiskRecordConnection.load_page(load, info=info, first=first, after=after)

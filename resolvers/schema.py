@@ -14,6 +14,7 @@ from resolvers.archive import ArchiveQuery
 from resolvers.badges import BadgeQuery
 from resolvers.errors import is_expected_error
 from resolvers.identity import IdentityQuery
+from resolvers.nodes import NodeQuery
 from resolvers.scalars import SCALAR_MAP
 from resolvers.search import SearchQuery
 
@@ -23,7 +24,7 @@ log = logging.getLogger("integrity_gateway.errors")
 
 
 @strawberry.type(description="Enterprise integrity archives. Each field states who may see it.")
-class Query(ArchiveQuery, SearchQuery, BadgeQuery, IdentityQuery):
+class Query(ArchiveQuery, SearchQuery, BadgeQuery, NodeQuery, IdentityQuery):
     pass
 
 

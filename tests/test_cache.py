@@ -17,10 +17,10 @@ async def test_second_identical_request_is_served_from_redis(
     cold = await graphql(client, ARCHIVE, {"uscc": HANGZHOU})
     assert recorder.finds() == [("registry", "enterprises"), ("registry", "change_records")]
     assert sorted(await redis.keys("ig:*")) == [
-        f"ig:1:registry:change_records:{HANGZHOU}".encode(),
-        f"ig:1:registry:enterprises:{HANGZHOU}".encode(),
+        f"ig:2:registry:change_records:uscc:{HANGZHOU}".encode(),
+        f"ig:2:registry:enterprises:_id:{HANGZHOU}".encode(),
     ]
-    ttl = await redis.ttl(f"ig:1:registry:enterprises:{HANGZHOU}")
+    ttl = await redis.ttl(f"ig:2:registry:enterprises:_id:{HANGZHOU}")
     assert 0 < ttl <= 300
 
     recorder.clear()

@@ -79,4 +79,4 @@ async def test_a_down_source_fails_only_the_keys_it_had_to_answer(
     assert isinstance(results[1], SourceUnavailableError)
     assert results[1].extensions == {"code": "SOURCE_UNAVAILABLE", "source": "registry"}
     assert str(results[1]) == "The registry source is unavailable; try again later."
-    assert await redis.exists(f"ig:1:registry:enterprises:{KNOWN[1]}") == 0
+    assert await redis.exists(f"ig:2:registry:enterprises:_id:{KNOWN[1]}") == 0
