@@ -16,7 +16,7 @@ from loaders.regions import division
 from resolvers.context import Info
 from resolvers.identity import IdentityFields
 from resolvers.integrity import IntegrityFields
-from resolvers.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CountedListConnection
+from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, CountedListConnection
 from resolvers.permissions import Tier, visible
 from resolvers.platforms import PlatformFields
 from resolvers.scalars import USCC
@@ -112,6 +112,11 @@ class Shareholder:
         )
 
 
+@strawberry.type(description="A page of shareholders.")
+class ShareholderConnection(CountedListConnection[Shareholder]):  # type: ignore[type-var]
+    pass
+
+
 @strawberry.type(description="One change to the registered particulars (变更记录).")
 class ChangeRecord(relay.Node):
     node_key: relay.NodeID[str]
@@ -158,14 +163,25 @@ class RegistryFields:
     legal_representative: LegalRepresentative = visible(
         Tier.PUBLIC, "The legal representative (法定代表人 / 经营者)."
     )
-    shareholders: list[Shareholder] = visible(
-        Tier.PUBLIC, "Shareholders or members; empty for an individual business."
-    )
+    shareholder_list: strawberry.Private[list[Shareholder]]
     updated_at: dt.datetime = visible(Tier.PUBLIC, "When the registry last updated this archive.")
 
     @visible(
         Tier.PUBLIC,
-        f"Change records, newest first. `first`: page size, 0 to {MAX_PAGE_SIZE}.",
+        f"Shareholders or cooperative members, largest first as registered; none for an "
+        f"individual business. {PAGE_SIZE_RULE}.",
+    )
+    async def shareholders(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> ShareholderConnection:
+        async def load() -> list[Shareholder]:
+            return self.shareholder_list
+
+        return await ShareholderConnection.load_page(load, info=info, first=first, after=after)
+
+    @visible(
+        Tier.PUBLIC,
+        f"Change records, newest first. {PAGE_SIZE_RULE}.",
     )
     async def change_records(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
@@ -198,7 +214,7 @@ class RegistryFields:
             legal_representative=LegalRepresentative(
                 enterprise_uscc=uscc, name=doc["legal_representative_name"]
             ),
-            shareholders=[Shareholder.from_document(s) for s in doc["shareholders"]],
+            shareholder_list=[Shareholder.from_document(s) for s in doc["shareholders"]],
             updated_at=doc["updated_at"],
         )
 

@@ -14,7 +14,7 @@ from gateway.settings import Source
 from loaders.base import Document
 from loaders.platforms import PLATFORMS, PlatformLoaders
 from resolvers.context import Info
-from resolvers.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CountedListConnection
+from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, CountedListConnection
 from resolvers.permissions import Tier, visible
 from resolvers.scalars import USCC
 
@@ -136,6 +136,11 @@ class Certification(relay.Node):
         )
 
 
+@strawberry.type(description="A page of on-site certifications, newest first.")
+class CertificationConnection(CountedListConnection[Certification]):
+    pass
+
+
 @strawberry.type(description="A dispute, complaint or punishment, in detail.")
 class RiskRecord(relay.Node):
     node_key: relay.NodeID[str]
@@ -185,7 +190,7 @@ class PlatformFile:
         stats = await self._statistics(info)
         return stats["store_count"] if stats is not None else 0
 
-    @visible(Tier.MEMBER, f"Stores, newest first. `first`: 0 to {MAX_PAGE_SIZE}.")
+    @visible(Tier.MEMBER, f"Stores, newest first. {PAGE_SIZE_RULE}.")
     async def stores(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> StoreConnection | None:
@@ -204,14 +209,20 @@ class PlatformFile:
     @visible(
         Tier.MEMBER,
         "On-site certifications, newest first; null on platforms without them "
-        "(only 1688 and Alibaba.com certify).",
+        f"(only 1688 and Alibaba.com certify). {PAGE_SIZE_RULE}.",
     )
-    async def certifications(self, info: Info) -> list[Certification] | None:
+    async def certifications(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> CertificationConnection | None:
         loader = self._loaders(info).certifications
         if loader is None:
             return None
-        docs = await loader.load(self.enterprise_uscc)
-        return [Certification.from_document(self.source, doc) for doc in docs]
+
+        async def load() -> list[Certification]:
+            docs = await loader.load(self.enterprise_uscc)
+            return [Certification.from_document(self.source, doc) for doc in docs]
+
+        return await CertificationConnection.load_page(load, info=info, first=first, after=after)
 
     @visible(Tier.MEMBER, "Trade disputes on record.")
     async def dispute_count(self, info: Info) -> int | None:
@@ -231,7 +242,7 @@ class PlatformFile:
     @visible(
         Tier.OWNER,
         f"Dispute, complaint and punishment records, newest first, optionally of one kind. "
-        f"`first`: 0 to {MAX_PAGE_SIZE}.",
+        f"{PAGE_SIZE_RULE}.",
         scopes=[RISK_READ],
     )
     async def risk_records(

@@ -12,19 +12,18 @@ import strawberry
 from strawberry.relay import PageInfo
 
 from gateway.settings import Source
-from gateway.viewer import Anonymous, Viewer
+from gateway.viewer import Anonymous
 from loaders.codes import EntityKind
 from loaders.search import Criteria, search_usccs
 from resolvers.archive import BusinessStatus, Enterprise
 from resolvers.context import Info
 from resolvers.errors import bad_user_input, unauthenticated
+from resolvers.pagination import PAGE_SIZE_RULE, check_first
 from resolvers.permissions import Tier, visible
 from resolvers.platforms import Platform
 
-__all__ = ["PAGE_LIMITS", "SearchQuery"]
+__all__ = ["SearchQuery"]
 
-#: The largest page each kind of viewer may ask for.
-PAGE_LIMITS = {"anonymous": 10, "member": 50, "owner": 50, "operator": 50, "service": 100}
 #: Anonymous viewers may page this deep into one search, and no deeper (no enumeration).
 ANONYMOUS_MAX_PAGES = 5
 _KEYWORD = (2, 50)
@@ -101,19 +100,12 @@ def decode_cursor(key: bytes, criteria: Criteria, cursor: str) -> tuple[str, int
     return uscc, int(page)
 
 
-def _check_first(viewer: Viewer, first: int) -> None:
-    limit = PAGE_LIMITS[viewer.kind]
-    if not 0 <= first <= limit:
-        raise bad_user_input(f"first must be between 0 and {limit} for this viewer ({viewer.kind})")
-
-
 @strawberry.type
 class SearchQuery:
     @visible(
         Tier.PUBLIC,
-        "Search enterprises, in USCC order. `first`: at most 10 for anonymous viewers, 50 "
-        "when logged in, 100 for service clients; anonymous viewers may read 5 pages of "
-        "one search.",
+        f"Search enterprises, in USCC order. {PAGE_SIZE_RULE}; anonymous viewers may read "
+        f"{ANONYMOUS_MAX_PAGES} pages of one search.",
     )
     async def enterprises(
         self,
@@ -123,7 +115,7 @@ class SearchQuery:
         after: str | None = None,
     ) -> EnterpriseConnection:
         context = info.context
-        _check_first(context.viewer, first)
+        check_first(context.viewer, first)
         criteria = _criteria(filter)
         last, page = (None, 1)
         if after is not None:

@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import CommandRecorder, graphql
+from gateway.settings import Settings
+from tests.conftest import CommandRecorder, bearer, graphql, graphql_as
 
 pytestmark = pytest.mark.usefixtures("seeded")
 
@@ -27,7 +28,10 @@ query Archive($uscc: USCC!) {
     registeredCapital { amount currency }
     businessScope registrationAuthority
     legalRepresentative { name }
-    shareholders { name kind subscribedCapital { amount currency } ratioPercent }
+    shareholders {
+      totalCount
+      edges { node { name kind subscribedCapital { amount currency } ratioPercent } }
+    }
     updatedAt
     changeRecords(first: 10) {
       totalCount
@@ -67,20 +71,27 @@ HANGZHOU_ARCHIVE: dict[str, Any] = {
     "businessScope": SCOPE,
     "registrationAuthority": "浙江省杭州市余杭区市场监督管理局",
     "legalRepresentative": {"name": "邓建"},
-    "shareholders": [
-        {
-            "name": "邓博",
-            "kind": "NATURAL_PERSON",
-            "subscribedCapital": {"amount": "2500000", "currency": "CNY"},
-            "ratioPercent": "50.00",
-        },
-        {
-            "name": "梁春",
-            "kind": "NATURAL_PERSON",
-            "subscribedCapital": {"amount": "2500000", "currency": "CNY"},
-            "ratioPercent": "50.00",
-        },
-    ],
+    "shareholders": {
+        "totalCount": 2,
+        "edges": [
+            {
+                "node": {
+                    "name": "邓博",
+                    "kind": "NATURAL_PERSON",
+                    "subscribedCapital": {"amount": "2500000", "currency": "CNY"},
+                    "ratioPercent": "50.00",
+                }
+            },
+            {
+                "node": {
+                    "name": "梁春",
+                    "kind": "NATURAL_PERSON",
+                    "subscribedCapital": {"amount": "2500000", "currency": "CNY"},
+                    "ratioPercent": "50.00",
+                }
+            },
+        ],
+    },
     "updatedAt": "2026-09-02T00:00:00+00:00",
     "changeRecords": {
         "totalCount": 3,
@@ -125,7 +136,7 @@ async def test_individual_business_has_no_shareholders(client: httpx.AsyncClient
     enterprise = body["data"]["enterprise"]
     assert "errors" not in body
     assert enterprise["kind"] == "INDIVIDUAL_BUSINESS"
-    assert enterprise["shareholders"] == []
+    assert enterprise["shareholders"] == {"totalCount": 0, "edges": []}
     assert enterprise["operatingPeriod"]["end"] is None
     assert enterprise["region"] == {
         "code": "330106",
@@ -203,15 +214,15 @@ async def test_change_records_page_by_cursor(client: httpx.AsyncClient) -> None:
     dates = [node["date"] for node in seen]
     assert dates == sorted(dates, reverse=True)
 
-    whole = await graphql(client, CHANGE_PAGE, {"uscc": uscc, "first": 50, "after": None})
+    whole = await graphql(client, CHANGE_PAGE, {"uscc": uscc, "first": 10, "after": None})
     assert [e["node"] for e in whole["data"]["enterprise"]["changeRecords"]["edges"]] == seen
 
 
 @pytest.mark.parametrize(
     ("first", "after", "message"),
     [
-        (51, None, "first must be between 0 and 50, got 51"),
-        (-1, None, "first must be between 0 and 50, got -1"),
+        (11, None, "first must be between 0 and 10 for this viewer (anonymous)"),
+        (-1, None, "first must be between 0 and 10 for this viewer (anonymous)"),
         (2, "not-a-cursor", "after is not a cursor returned by this connection"),
         (2, "c29tZXRoaW5nOjE=", "after is not a cursor returned by this connection"),
     ],
@@ -255,3 +266,27 @@ async def test_graphiql_is_served_to_browsers(client: httpx.AsyncClient) -> None
     response = await client.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200
     assert "<title>Strawberry GraphiQL</title>" in response.text
+
+
+@pytest.mark.parametrize(
+    ("role", "first", "error"),
+    [
+        ("member", 50, None),
+        ("member", 51, "first must be between 0 and 50 for this viewer (member)"),
+        ("service", 100, None),
+        ("service", 101, "first must be between 0 and 100 for this viewer (service)"),
+    ],
+)
+async def test_nested_lists_cap_first_per_viewer(
+    client: httpx.AsyncClient, settings: Settings, role: str, first: int, error: str | None
+) -> None:
+    body = await graphql_as(
+        client, bearer(settings, role), CHANGE_PAGE, {"uscc": HANGZHOU, "first": first}
+    )
+    if error is None:
+        assert body["data"]["enterprise"]["changeRecords"]["totalCount"] == 3
+        assert "errors" not in body
+    else:
+        assert [(e["message"], e["extensions"]["code"]) for e in body["errors"]] == [
+            (error, "BAD_USER_INPUT")
+        ]

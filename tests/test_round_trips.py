@@ -23,7 +23,10 @@ query($uscc: USCC!) {
     uscc name kind region { code name province } status operatingPeriod { start end }
     registeredAddress establishedOn registeredCapital { amount currency } businessScope
     registrationAuthority legalRepresentative { name maskedIdNumber }
-    shareholders { name kind subscribedCapital { amount currency } ratioPercent } updatedAt
+    shareholders(first: 50) {
+      edges { node { name kind subscribedCapital { amount currency } ratioPercent } }
+    }
+    updatedAt
     changeRecords(first: 50) { totalCount edges { node { date item before after } } }
     identityAuthentication { verified status verifiedAt expiresAt method evidenceReference }
     serviceStatus { state since reason }
@@ -34,7 +37,7 @@ query($uscc: USCC!) {
         totalCount edges { node { name address mainCategories status openedOn } }
       }
       chengxintong { yearsOpen cumulativeTransactions buyerCount repeatPurchaseRatePercent }
-      certifications { agency certifiedOn validUntil result }
+      certifications(first: 50) { edges { node { agency certifiedOn validUntil result } } }
       riskRecords(first: 50) {
         totalCount edges { node { kind occurredOn title outcome resolvedOn } }
       }

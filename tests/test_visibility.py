@@ -167,7 +167,7 @@ WRAPPERS = {
     "Region": "enterprise(uscc: $uscc) { region { %s } }",
     "OperatingPeriod": "enterprise(uscc: $uscc) { operatingPeriod { %s } }",
     "Money": "enterprise(uscc: $uscc) { registeredCapital { %s } }",
-    "Shareholder": "enterprise(uscc: $uscc) { shareholders { %s } }",
+    "Shareholder": "enterprise(uscc: $uscc) { shareholders { edges { node { %s } } } }",
     "ChangeRecord": "enterprise(uscc: $uscc) { changeRecords { edges { node { %s } } } }",
     "LegalRepresentative": "enterprise(uscc: $uscc) { legalRepresentative { %s } }",
     "IdentityAuthentication": "enterprise(uscc: $uscc) { identityAuthentication { %s } }",
@@ -176,7 +176,9 @@ WRAPPERS = {
     "PlatformFile": "enterprise(uscc: $uscc) { businessFiles { %s } }",
     "Store": "enterprise(uscc: $uscc) { businessFiles { stores { edges { node { %s } } } } }",
     "Chengxintong": "enterprise(uscc: $uscc) { businessFiles { chengxintong { %s } } }",
-    "Certification": "enterprise(uscc: $uscc) { businessFiles { certifications { %s } } }",
+    "Certification": (
+        "enterprise(uscc: $uscc) { businessFiles { certifications { edges { node { %s } } } } }"
+    ),
     "RiskRecord": (
         "enterprise(uscc: $uscc) { businessFiles { riskRecords { edges { node { %s } } } } }"
     ),
