@@ -4,7 +4,8 @@ the number of enterprises: counted with a pymongo command listener and on the ca
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -61,98 +62,99 @@ BADGE_PAIRS = 4
 
 
 @dataclass
-class CacheCalls:
+class Costs:
+    """What one request cost, cold (empty Redis) and then warm (the same request again)."""
+
+    cold_finds: list[tuple[str, str]] = field(default_factory=list)
+    cold_trips: int = 0
+    warm_finds: list[tuple[str, str]] = field(default_factory=list)
+    warm_trips: int = 0
+    warm_writes: int = 0
+
+
+@dataclass
+class Meter:
+    """Counts the cache's Redis round trips (one per MGET, one per pipelined write-back)
+    beside the recorder's MongoDB commands, for one request at a time."""
+
+    client: httpx.AsyncClient
+    redis: Redis
+    recorder: CommandRecorder
     reads: int = 0
     writes: int = 0
 
-    @property
-    def round_trips(self) -> int:
-        return self.reads + self.writes
+    def _reset(self) -> None:
+        self.recorder.clear()
+        self.reads = self.writes = 0
+
+    async def cold_then_warm(
+        self, headers: dict[str, str], query: str, variables: dict[str, Any]
+    ) -> tuple[dict[str, Any], Costs]:
+        await self.redis.flushdb()
+        self._reset()
+        cold = await graphql_as(self.client, headers, query, variables)
+        costs = Costs(cold_finds=sorted(self.recorder.finds()), cold_trips=self.reads + self.writes)
+        self._reset()
+        warm = await graphql_as(self.client, headers, query, variables)
+        costs.warm_finds = self.recorder.finds()
+        costs.warm_trips = self.reads + self.writes
+        costs.warm_writes = self.writes
+        assert warm == cold
+        return cold, costs
 
 
 @pytest.fixture
-def cache_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[CacheCalls]:
-    """Counts the cache's Redis round trips: one per MGET, one per pipelined write-back."""
-    calls = CacheCalls()
+def meter(
+    client: httpx.AsyncClient,
+    redis: Redis,
+    recorder: CommandRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Meter]:
+    meter = Meter(client, redis, recorder)
     get_many, set_many = DocumentCache.get_many, DocumentCache.set_many
 
     async def counted_get(self: DocumentCache, keys: list[str]) -> dict[str, bytes]:
-        calls.reads += 1
+        meter.reads += 1
         return await get_many(self, keys)
 
     async def counted_set(self: DocumentCache, items: dict[str, bytes]) -> None:
-        calls.writes += 1
+        meter.writes += 1
         await set_many(self, items)
 
     monkeypatch.setattr(DocumentCache, "get_many", counted_get)
     monkeypatch.setattr(DocumentCache, "set_many", counted_set)
-    yield calls
+    yield meter
 
 
-async def test_an_archive_page_with_every_field(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    cold_cache: None,
-    recorder: CommandRecorder,
-    cache_calls: CacheCalls,
-) -> None:
-    operator = bearer(settings, "operator")
-    cold = await graphql_as(client, operator, ARCHIVE_PAGE, {"uscc": FULL})
-    cold_finds = recorder.finds()
-    cold_trips = cache_calls.round_trips
-
-    recorder.clear()
-    cache_calls.reads = cache_calls.writes = 0
-    warm = await graphql_as(client, operator, ARCHIVE_PAGE, {"uscc": FULL})
-
-    assert "errors" not in cold
-    assert warm == cold
-    assert len(cold_finds) == len(set(cold_finds)) == ARCHIVE_PAIRS
-    assert cold_trips <= 2 * ARCHIVE_PAIRS  # one MGET and one write-back per pair
-    assert recorder.finds() == []
-    assert cache_calls.writes == 0
-    assert cache_calls.reads <= ARCHIVE_PAIRS
+def assert_bounded(costs: Costs, pairs: int) -> None:
+    """Cold: one find per (source, collection) pair, each once, and an MGET and a
+    write-back per pair; warm: no MongoDB at all, one MGET per pair."""
+    assert len(costs.cold_finds) == len(set(costs.cold_finds)) == pairs
+    assert costs.cold_trips == 2 * pairs
+    assert costs.warm_finds == []
+    assert costs.warm_writes == 0
+    assert costs.warm_trips == pairs
 
 
-async def _badge_costs(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    usccs: list[str],
-    recorder: CommandRecorder,
-    cache_calls: CacheCalls,
-) -> tuple[int, int, int, int]:
-    member = bearer(settings, "member")
-    recorder.clear()
-    cache_calls.reads = cache_calls.writes = 0
-    cold = await graphql_as(client, member, BADGES, {"usccs": usccs})
-    cold_costs = (len(recorder.finds()), cache_calls.round_trips)
-    recorder.clear()
-    cache_calls.reads = cache_calls.writes = 0
-    warm = await graphql_as(client, member, BADGES, {"usccs": usccs})
-    assert warm == cold
-    assert [badge["uscc"] for badge in cold["data"]["integrityBadges"]] == usccs
-    return (*cold_costs, len(recorder.finds()), cache_calls.round_trips)
+async def test_an_archive_page_with_every_field(meter: Meter, settings: Settings) -> None:
+    body, costs = await meter.cold_then_warm(
+        bearer(settings, "operator"), ARCHIVE_PAGE, {"uscc": FULL}
+    )
+    assert "errors" not in body
+    assert_bounded(costs, ARCHIVE_PAIRS)
 
 
 async def test_badges_cost_the_same_for_10_and_100(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    seeded: list[str],
-    redis: Redis,
-    recorder: CommandRecorder,
-    cache_calls: CacheCalls,
+    meter: Meter, settings: Settings, seeded: list[str]
 ) -> None:
-    await redis.flushdb()
-    ten = await _badge_costs(client, settings, seeded[:10], recorder, cache_calls)
-    await redis.flushdb()
-    hundred = await _badge_costs(client, settings, seeded[:100], recorder, cache_calls)
+    member = bearer(settings, "member")
+    ten_body, ten = await meter.cold_then_warm(member, BADGES, {"usccs": seeded[:10]})
+    body, hundred = await meter.cold_then_warm(member, BADGES, {"usccs": seeded[:100]})
 
-    cold_finds, cold_trips, warm_finds, warm_trips = hundred
+    assert [badge["uscc"] for badge in ten_body["data"]["integrityBadges"]] == seeded[:10]
+    assert [badge["uscc"] for badge in body["data"]["integrityBadges"]] == seeded[:100]
     assert ten == hundred
-    assert cold_finds == BADGE_PAIRS
-    assert cold_trips == 2 * BADGE_PAIRS
-    assert warm_finds == 0
-    assert warm_trips == BADGE_PAIRS
+    assert_bounded(hundred, BADGE_PAIRS)
 
 
 SEARCH_PAGE = """
@@ -174,42 +176,14 @@ query($first: Int!) {
 SEARCH_PAIRS = 9
 
 
-async def _search_costs(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    first: int,
-    redis: Redis,
-    recorder: CommandRecorder,
-    cache_calls: CacheCalls,
-) -> tuple[int, int, int, int]:
-    service = bearer(settings, "service")
-    await redis.flushdb()
-    recorder.clear()
-    cache_calls.reads = cache_calls.writes = 0
-    cold = await graphql_as(client, service, SEARCH_PAGE, {"first": first})
-    cold_costs = (len(recorder.finds()), cache_calls.round_trips)
-    assert len(set(recorder.finds())) == len(recorder.finds())
-    recorder.clear()
-    cache_calls.reads = cache_calls.writes = 0
-    warm = await graphql_as(client, service, SEARCH_PAGE, {"first": first})
-    assert warm == cold
-    assert len(cold["data"]["enterprises"]["edges"]) == first
-    return (*cold_costs, len(recorder.finds()), cache_calls.round_trips)
-
-
 async def test_a_search_page_costs_the_same_for_10_and_100(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    redis: Redis,
-    recorder: CommandRecorder,
-    cache_calls: CacheCalls,
+    meter: Meter, settings: Settings
 ) -> None:
-    ten = await _search_costs(client, settings, 10, redis, recorder, cache_calls)
-    hundred = await _search_costs(client, settings, 100, redis, recorder, cache_calls)
+    service = bearer(settings, "service")
+    ten_body, ten = await meter.cold_then_warm(service, SEARCH_PAGE, {"first": 10})
+    body, hundred = await meter.cold_then_warm(service, SEARCH_PAGE, {"first": 100})
 
-    cold_finds, cold_trips, warm_finds, warm_trips = hundred
+    assert len(ten_body["data"]["enterprises"]["edges"]) == 10
+    assert len(body["data"]["enterprises"]["edges"]) == 100
     assert ten == hundred
-    assert cold_finds == SEARCH_PAIRS
-    assert cold_trips == 2 * SEARCH_PAIRS
-    assert warm_finds == 0
-    assert warm_trips == SEARCH_PAIRS
+    assert_bounded(hundred, SEARCH_PAIRS)
