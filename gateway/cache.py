@@ -84,14 +84,6 @@ class DocumentCache:
         except RedisError as exc:
             self._failed("SET", exc)
 
-    async def delete(self, keys: Sequence[str]) -> None:
-        if not keys:
-            return
-        try:
-            await self._redis.delete(*keys)
-        except RedisError as exc:
-            self._failed("DEL", exc)
-
     async def ping(self) -> str | None:
         """``None`` when Redis answers, else the error text (used by /readyz)."""
         try:
