@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import RSAAlgorithm
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.devkeys import dev_jwks, mint_dev_token
 from gateway.settings import Settings
@@ -225,4 +229,53 @@ async def test_jwks_file_outside_dev_mode(settings: Settings, tmp_path: Path) ->
     assert dev.status_code == 401
     assert (
         dev.json()["errors"][0]["message"] == "Unauthorized: the token is signed by an unknown key."
+    )
+
+
+@pytest.fixture
+def jwks_url(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """A JWKS endpoint on a local HTTP server, and the private key it publishes."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key())) | {"kid": "url-1", "alg": "ES256"}
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json", key
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_keys_from_a_jwks_url(settings: Settings, jwks_url: tuple[str, Any]) -> None:
+    url, key = jwks_url
+    production = settings.model_copy(update={"gateway_dev_mode": False, "auth_jwks_url": url})
+    token = jwt.encode(
+        _claims(production, role="owner", enterprise="91330110MAJPDCW44H"),
+        key,
+        algorithm="ES256",
+        headers={"kid": "url-1"},
+    )
+    stranger = jwt.encode(
+        _claims(production),
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": "url-2"},
+    )
+    async with serving(production) as client:
+        accepted = await graphql_as(
+            client,
+            {"authorization": f"Bearer {token}"},
+            '{ enterprise(uscc: "91330110MAJPDCW44H") { legalRepresentative { maskedIdNumber } } }',
+        )
+        refused = await client.post(
+            "/graphql", json={"query": QUERY}, headers={"authorization": f"Bearer {stranger}"}
+        )
+    masked = accepted["data"]["enterprise"]["legalRepresentative"]["maskedIdNumber"]
+    assert masked is not None and masked[6:14] == "********"
+    assert refused.status_code == 401
+    assert refused.json()["errors"][0]["message"] == (
+        "Unauthorized: the token is signed by an unknown key."
     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
+from gateway.app import create_app
 from gateway.settings import Settings
 from tests.conftest import graphql, serving
 
@@ -34,3 +37,28 @@ async def test_no_urls_means_embedded_servers_seeded_and_stopped(tmp_path: Path)
     assert ready["status"] == "ready" and ready["redis"] == "ok"
     assert not _listening(mongodb_url)
     assert (tmp_path / "mongodb" / "wiredtiger").is_dir()
+
+
+async def test_the_banner_shows_where_to_go_and_a_token_per_role(
+    settings: Settings, seeded: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(settings, banner=True)
+    async with app.router.lifespan_context(app):
+        authenticator = app.state.runtime.authenticator
+        lines = capsys.readouterr().out.splitlines()
+
+    assert "  integrity-gateway is ready: GraphiQL at http://127.0.0.1:8000/graphql" in lines
+    start = lines.index("  example USCCs (enterprise, individual business, cooperative):")
+    examples = [line.strip() for line in lines[start + 1 : start + 4]]
+    assert [uscc[:2] for uscc in examples] == ["91", "92", "93"]
+    assert all(uscc in seeded for uscc in examples)
+    tokens = [line.split()[-1] for line in lines if line.startswith("    ") and "eyJ" in line]
+    viewers = [await authenticator.authenticate(f"Bearer {token}") for token in tokens]
+    assert [type(viewer).__name__ for viewer in viewers] == [
+        "Member",
+        "Owner",
+        "ServiceClient",
+        "Operator",
+    ]
+    assert viewers[1].enterprise == examples[0]
+    assert viewers[2].scopes == {"identity:read", "identity:verify", "risk:read"}
