@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
@@ -34,6 +35,7 @@ class Sources:
         cut off (and then retried, which would duplicate it)."""
         self._clients: dict[str, AsyncMongoClient[Document]] = {}
         self._databases: dict[Source, AsyncDatabase[Document]] = {}
+        self._collections: dict[tuple[Source, str], AsyncCollection[Document]] = {}
         for source, url in urls.items():
             client = self._clients.get(url)
             if client is None:
@@ -64,6 +66,15 @@ class Sources:
 
     def db(self, source: Source) -> AsyncDatabase[Document]:
         return self._databases[source]
+
+    def collection(self, source: Source, name: str) -> AsyncCollection[Document]:
+        """One collection object per (source, name) for the process: every request's
+        loaders reuse it instead of building their own."""
+        key = (source, name)
+        found = self._collections.get(key)
+        if found is None:
+            found = self._collections[key] = self._databases[source][name]
+        return found
 
     async def ping(self) -> dict[Source, str | None]:
         """Each source's reachability: ``None`` when it answers, else the error text."""

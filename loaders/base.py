@@ -68,7 +68,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         super().__init__()
         if source is not None:
             self.source = source
-        self._collection = sources.db(self.source)[self.collection]
+        self._collection = sources.collection(self.source, self.collection)
         self._documents = cache
 
     @staticmethod

@@ -101,7 +101,7 @@ async def verify_legal_representative(
     Read straight from MongoDB, never through the cache, and compared in constant time;
     only the yes/no leaves this function.
     """
-    doc = await sources.db(Source.REGISTRY)[LEGAL_REPRESENTATIVES].find_one(
+    doc = await sources.collection(Source.REGISTRY, LEGAL_REPRESENTATIVES).find_one(
         {"_id": uscc}, {"name": 1, "id_number": 1}
     )
     if doc is None:

@@ -124,7 +124,7 @@ async def search_usccs(
     if cached is not None:
         usccs: list[str] = bson.decode(cached)["v"]
         return usccs
-    collection = sources.db(Source.REGISTRY)[SEARCH]
+    collection = sources.collection(Source.REGISTRY, SEARCH)
     try:
         cursor = (
             collection.find(query, {"_id": 1})
