@@ -93,9 +93,10 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
+            # Seeding replaces the collections, indexes included, so it goes first.
+            await _seed_if_empty(runtime)
             await ensure_indexes(runtime.sources)
             await ensure_audit_indexes(runtime.sources)
-            await _seed_if_empty(runtime)
             app.state.runtime = runtime
             if banner:
                 await _banner(runtime)

@@ -13,6 +13,7 @@ from loaders.base import Document
 from loaders.codes import UsccError, validate_uscc
 from resolvers.context import Info
 from resolvers.errors import bad_user_input, service_suspended
+from resolvers.identity import is_verified
 from resolvers.integrity import ServiceState, withheld_because
 from resolvers.permissions import Tier, visible
 from resolvers.scalars import USCC
@@ -86,7 +87,7 @@ class IntegrityBadge:
             withheld=withheld_because(status),
             uscc=USCC(enterprise["_id"]),
             name=enterprise["name"],
-            verified=authentication is not None and authentication["verified"],
+            verified=is_verified(authentication),
             service_state=ServiceState(status["status"]) if status is not None else None,
             updated_at=max(moments),
         )

@@ -16,7 +16,7 @@ from resolvers.errors import bad_user_input, rate_limited
 from resolvers.permissions import Tier, visible
 from resolvers.scalars import USCC
 
-__all__ = ["IdentityFields", "IdentityQuery"]
+__all__ = ["IdentityFields", "IdentityQuery", "is_verified"]
 
 IDENTITY_READ = "identity:read"
 IDENTITY_VERIFY = "identity:verify"
@@ -37,6 +37,14 @@ class AuthenticationMethod(enum.Enum):
     LEGAL_REPRESENTATIVE_FACE = "LEGAL_REPRESENTATIVE_FACE"
     CORPORATE_BANK_TRANSFER = "CORPORATE_BANK_TRANSFER"
     BUSINESS_LICENSE_VERIFICATION = "BUSINESS_LICENSE_VERIFICATION"
+
+
+def is_verified(doc: Document | None, now: dt.datetime | None = None) -> bool:
+    """Verified, and not lapsed: a verification past its expiry no longer counts."""
+    if doc is None or not doc["verified"]:
+        return False
+    expires_at: dt.datetime | None = doc["expires_at"]
+    return expires_at is None or expires_at > (now or dt.datetime.now(dt.UTC))
 
 
 @strawberry.type(description="Identity authentication (实名认证) of an enterprise.")
@@ -67,7 +75,7 @@ class IdentityAuthentication:
             )
         return cls(
             enterprise_uscc=uscc,
-            verified=doc["verified"],
+            verified=is_verified(doc),
             status=AuthenticationStatus(doc["status"]),
             verified_at=doc["verified_at"],
             expires_at=doc["expires_at"],

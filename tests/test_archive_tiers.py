@@ -3,6 +3,7 @@ and the raw ID number never leaving the gateway."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -14,6 +15,7 @@ from gateway.embedded import free_port
 from gateway.settings import Settings
 from gateway.sources import Sources
 from loaders.audit import RECORDS
+from resolvers.identity import is_verified
 from tests.conftest import CommandRecorder, bearer, graphql_as, serving
 from tests.test_visibility import FULL
 
@@ -333,3 +335,18 @@ async def test_a_down_source_costs_only_its_fields(settings: Settings, cold_cach
             "SOURCE_UNAVAILABLE",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("doc", "verified"),
+    [
+        (None, False),
+        ({"verified": False, "expires_at": None}, False),
+        ({"verified": True, "expires_at": None}, True),
+        ({"verified": True, "expires_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC)}, True),
+        ({"verified": True, "expires_at": dt.datetime(2026, 11, 1, tzinfo=dt.UTC)}, False),
+    ],
+)
+def test_a_lapsed_verification_no_longer_counts(doc: dict[str, Any] | None, verified: bool) -> None:
+    now = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
+    assert is_verified(doc, now) is verified
