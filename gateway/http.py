@@ -99,6 +99,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
             cache=runtime.cache,
             limits=runtime.limits,
             cursor_key=runtime.cursor_key,
+            http_method=request.scope.get("method", "POST"),
         )
 
     def encode_json(self, data: object) -> bytes:

@@ -31,6 +31,8 @@ class Context:
     limits: RateLimits
     #: Signs search cursors.
     cursor_key: bytes
+    #: GET or POST: personal data must not arrive in a URL.
+    http_method: str = "POST"
     #: Visibility decisions made so far in this request, by (rule, enterprise).
     decisions: dict[Any, Any] = field(default_factory=dict)
 

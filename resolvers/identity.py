@@ -128,6 +128,10 @@ class IdentityQuery:
         self, info: Info, uscc: USCC, name: str, id_number: str
     ) -> LegalRepresentativeVerification | None:
         context = info.context
+        if context.http_method != "POST":
+            raise bad_user_input(
+                "send verifyLegalRepresentative as a POST: an ID number must not travel in a URL"
+            )
         try:
             number = validate_id_number(id_number)
         except IdNumberError as exc:

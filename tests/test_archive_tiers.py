@@ -350,3 +350,28 @@ async def test_a_down_source_costs_only_its_fields(settings: Settings, cold_cach
 def test_a_lapsed_verification_no_longer_counts(doc: dict[str, Any] | None, verified: bool) -> None:
     now = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
     assert is_verified(doc, now) is verified
+
+
+async def test_verification_refuses_to_travel_in_a_url(
+    client: httpx.AsyncClient, settings: Settings, recorder: CommandRecorder
+) -> None:
+    recorder.clear()
+    response = await client.get(
+        "/graphql",
+        params={
+            "query": VERIFY,
+            "variables": f'{{"uscc": "{FULL}", "name": "x", "id": "{RAW_ID}"}}',
+        },
+        headers=bearer(settings, "service", scopes=["identity:verify"]),
+    )
+    body = response.json()
+    assert response.status_code == 200
+    assert body["data"] == {"verifyLegalRepresentative": None}
+    assert _errors(body) == [
+        (
+            "send verifyLegalRepresentative as a POST: an ID number must not travel in a URL",
+            ["verifyLegalRepresentative"],
+            "BAD_USER_INPUT",
+        )
+    ]
+    assert [c for c in recorder.commands if c[0] == "find"] == []
