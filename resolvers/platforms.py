@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 from decimal import Decimal
@@ -176,19 +177,22 @@ class RiskRecordConnection(CountedListConnection[RiskRecord]):
 class PlatformFile:
     enterprise_uscc: strawberry.Private[str]
     source: strawberry.Private[Source]
+    #: The platform's statistics document, loaded with the file (None: not on the
+    #: platform), or the error that kept it from loading.
+    statistics: strawberry.Private[Document | None | BaseException]
     platform: Platform = visible(Tier.MEMBER, "The platform.")
 
     def _loaders(self, info: Info) -> PlatformLoaders:
         return info.context.loaders.platforms[self.source]
 
-    async def _statistics(self, info: Info) -> Document | None:
-        doc: Document | None = await self._loaders(info).statistics.load(self.enterprise_uscc)
-        return doc
+    def _count(self, name: str) -> int:
+        if isinstance(self.statistics, BaseException):
+            raise self.statistics  # this platform's source failed: only its fields are null
+        return self.statistics[name] if self.statistics is not None else 0
 
     @visible(Tier.MEMBER, "Stores on this platform; 0 when the enterprise is not on it.")
-    async def store_count(self, info: Info) -> int | None:
-        stats = await self._statistics(info)
-        return stats["store_count"] if stats is not None else 0
+    def store_count(self) -> int | None:
+        return self._count("store_count")
 
     @visible(Tier.MEMBER, f"Stores, newest first. {PAGE_SIZE_RULE}.")
     async def stores(
@@ -225,19 +229,16 @@ class PlatformFile:
         return await CertificationConnection.load_page(load, info=info, first=first, after=after)
 
     @visible(Tier.MEMBER, "Trade disputes on record.")
-    async def dispute_count(self, info: Info) -> int | None:
-        stats = await self._statistics(info)
-        return stats["dispute_count"] if stats is not None else 0
+    def dispute_count(self) -> int | None:
+        return self._count("dispute_count")
 
     @visible(Tier.MEMBER, "Complaints on record.")
-    async def complaint_count(self, info: Info) -> int | None:
-        stats = await self._statistics(info)
-        return stats["complaint_count"] if stats is not None else 0
+    def complaint_count(self) -> int | None:
+        return self._count("complaint_count")
 
     @visible(Tier.MEMBER, "Punishments on record.")
-    async def punishment_count(self, info: Info) -> int | None:
-        stats = await self._statistics(info)
-        return stats["punishment_count"] if stats is not None else 0
+    def punishment_count(self) -> int | None:
+        return self._count("punishment_count")
 
     @visible(
         Tier.OWNER,
@@ -268,8 +269,19 @@ class PlatformFields:
         uscc: USCC
 
     @visible(Tier.MEMBER, "The business integrity file on each of the four platforms.")
-    def business_files(self) -> list[PlatformFile] | None:
+    async def business_files(self, info: Info) -> list[PlatformFile] | None:
+        # The counts of all four platforms in one step, rather than one await per field.
+        loaders = info.context.loaders.platforms
+        statistics = await asyncio.gather(
+            *(loaders[source].statistics.load(self.uscc) for source in PLATFORMS),
+            return_exceptions=True,
+        )
         return [
-            PlatformFile(enterprise_uscc=self.uscc, source=source, platform=Platform(source))
-            for source in PLATFORMS
+            PlatformFile(
+                enterprise_uscc=self.uscc,
+                source=source,
+                statistics=stats,
+                platform=Platform(source),
+            )
+            for source, stats in zip(PLATFORMS, statistics, strict=True)
         ]
