@@ -179,7 +179,7 @@ class PlatformFile:
     source: strawberry.Private[Source]
     #: The platform's statistics document, loaded with the file (None: not on the
     #: platform), or the error that kept it from loading.
-    statistics: strawberry.Private[Document | None | BaseException]
+    statistics: strawberry.Private[Document | BaseException | None]
     platform: Platform = visible(Tier.MEMBER, "The platform.")
 
     def _loaders(self, info: Info) -> PlatformLoaders:
