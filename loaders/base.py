@@ -22,7 +22,7 @@ from gateway.cache import DocumentCache
 from gateway.settings import Source
 from gateway.sources import Sources
 
-__all__ = ["Document", "SourceLoader", "SourceUnavailableError", "cache_key"]
+__all__ = ["Document", "SourceLoader", "SourceUnavailableError", "cache_key", "prefix_range"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ class SourceUnavailableError(Exception):
     def __init__(self, source: Source) -> None:
         super().__init__(f"The {source.value} source is unavailable; try again later.")
         self.extensions = {"code": "SOURCE_UNAVAILABLE", "source": source.value}
+
+
+def prefix_range(prefix: str) -> Document:
+    """A query on the strings that start with ``prefix``, as a range an index can walk."""
+    return {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
 
 
 def cache_key(source: Source, collection: str, key_field: str, key: Hashable) -> str:

@@ -9,7 +9,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from gateway.settings import Source
 from gateway.sources import Sources
-from loaders.base import Document, SourceLoader
+from loaders.base import Document, SourceLoader, prefix_range
 from loaders.codes import mask_id_number
 
 __all__ = [
@@ -57,9 +57,8 @@ async def sample_usccs(sources: Sources) -> list[str]:
     enterprises = sources.db(Source.REGISTRY)[ENTERPRISES]
     found = []
     for prefix in ("91", "92", "93"):
-        upper = prefix[0] + chr(ord(prefix[1]) + 1)
         doc = await enterprises.find_one(
-            {"_id": {"$gte": prefix, "$lt": upper}}, {"_id": 1}, sort=[("_id", 1)]
+            {"_id": prefix_range(prefix)}, {"_id": 1}, sort=[("_id", 1)]
         )
         if doc is not None:
             found.append(doc["_id"])

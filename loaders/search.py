@@ -3,8 +3,8 @@
 One document per enterprise with what the filters need, from every source: name and its
 bigrams (Chinese has no spaces, so "contained words" are matched on character pairs and
 then confirmed on the name), division code, kind, status and the platforms it trades on.
-Filters are equality matches on array fields (character pairs, division prefixes,
-platforms), which an index answers; a page is one find, ordered by USCC, cached in Redis.
+Each filter is an equality or a prefix range on an indexed field (character pairs,
+division code, platforms, USCC); a page is one find, ordered by USCC, cached in Redis.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pymongo.errors import PyMongoError
 from gateway.cache import DocumentCache
 from gateway.settings import Source
 from gateway.sources import Sources
-from loaders.base import Document, SourceUnavailableError, cache_key
+from loaders.base import Document, SourceUnavailableError, cache_key, prefix_range
 
 __all__ = ["INDEXES", "SEARCH", "Criteria", "name_terms", "search_document", "search_usccs"]
 
@@ -29,7 +29,7 @@ SEARCH = "enterprise_search"
 INDEXES: dict[tuple[Source, str], list[IndexModel]] = {
     (Source.REGISTRY, SEARCH): [
         IndexModel([("name_terms", ASCENDING), ("_id", ASCENDING)], name="terms"),
-        IndexModel([("regions", ASCENDING), ("_id", ASCENDING)], name="regions"),
+        IndexModel([("division", ASCENDING), ("_id", ASCENDING)], name="division"),
         IndexModel([("platforms", ASCENDING), ("_id", ASCENDING)], name="platforms"),
     ],
 }
@@ -48,8 +48,6 @@ def search_document(
         "name": name,
         "name_terms": name_terms(name),
         "division": division,
-        # Every prefix a region filter may name: province, prefecture, county.
-        "regions": [division[:2], division[:4], division],
         "kind": uscc[:2],
         "status": status,
         "platforms": platforms,
@@ -76,12 +74,13 @@ class Criteria:
             query["name_terms"] = name_terms(self.keyword)[0]
             query["name"] = {"$regex": re.escape(self.keyword)}
         if self.region is not None:
-            query["regions"] = self.region
+            # A division-code prefix is a range of the division index.
+            query["division"] = prefix_range(self.region)
         if self.kind == "other":
             query["kind"] = {"$nin": ["91", "92", "93"]}
         elif self.kind is not None:
             # The kind is the USCC's first two characters: a range of the _id index.
-            query["_id"] = {"$gte": self.kind, "$lt": self.kind[0] + chr(ord(self.kind[1]) + 1)}
+            query["_id"] = prefix_range(self.kind)
         if self.status is not None:
             query["status"] = self.status
         if self.platform is not None:
@@ -95,7 +94,7 @@ class Criteria:
         if self.keyword is not None:
             return "terms"
         if self.region is not None:
-            return "regions"
+            return "division"
         if self.platform is not None:
             return "platforms"
         return "_id_"

@@ -182,8 +182,8 @@ def _index_names(plan: dict[str, Any]) -> set[str]:
     [
         (Criteria(keyword="服饰"), "terms"),
         (Criteria(keyword="科技有限"), "terms"),
-        (Criteria(region="33"), "regions"),
-        (Criteria(region="330106"), "regions"),
+        (Criteria(region="33"), "division"),
+        (Criteria(region="330106"), "division"),
         (Criteria(platform=Source.PLATFORM_TMALL), "platforms"),
         (Criteria(kind="92"), "_id_"),
     ],
