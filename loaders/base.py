@@ -22,7 +22,15 @@ from gateway.cache import DocumentCache
 from gateway.settings import Source
 from gateway.sources import Sources
 
-__all__ = ["Document", "SourceLoader", "SourceUnavailableError", "cache_key", "prefix_range"]
+__all__ = [
+    "Document",
+    "SourceLoader",
+    "SourceUnavailableError",
+    "cache_key",
+    "pack",
+    "prefix_range",
+    "unpack",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,15 @@ class SourceUnavailableError(Exception):
     def __init__(self, source: Source) -> None:
         super().__init__(f"The {source.value} source is unavailable; try again later.")
         self.extensions = {"code": "SOURCE_UNAVAILABLE", "source": source.value}
+
+
+def pack(value: Any) -> bytes:
+    """A cache entry: the value (a document, a list of them, None, ...) as BSON."""
+    return bson.encode({"v": value})
+
+
+def unpack(raw: bytes) -> Any:
+    return bson.decode(raw, codec_options=_CODEC)["v"]
 
 
 def prefix_range(prefix: str) -> Document:
@@ -93,7 +110,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
             if raw is None:
                 misses.append(key)
             else:
-                found[key] = bson.decode(raw, codec_options=_CODEC)["v"]
+                found[key] = unpack(raw)
         if misses:
             try:
                 fetched = await self._fetch(misses)
@@ -104,9 +121,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
                 error = SourceUnavailableError(self.source)
                 return [found.get(key, error) for key in keys]
             found.update(fetched)
-            await self._documents.set_many(
-                {cache_keys[key]: bson.encode({"v": fetched[key]}) for key in misses}
-            )
+            await self._documents.set_many({cache_keys[key]: pack(fetched[key]) for key in misses})
         return [found[key] for key in keys]
 
     async def _fetch(self, keys: list[Hashable]) -> dict[Hashable, Any]:

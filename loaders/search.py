@@ -13,14 +13,20 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-import bson
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import PyMongoError
 
 from gateway.cache import DocumentCache
 from gateway.settings import Source
 from gateway.sources import Sources
-from loaders.base import Document, SourceUnavailableError, cache_key, prefix_range
+from loaders.base import (
+    Document,
+    SourceUnavailableError,
+    cache_key,
+    pack,
+    prefix_range,
+    unpack,
+)
 
 __all__ = ["INDEXES", "SEARCH", "Criteria", "name_terms", "search_document", "search_usccs"]
 
@@ -121,7 +127,7 @@ async def search_usccs(
     key = cache_key(Source.REGISTRY, SEARCH, "page", f"{criteria.fingerprint()}:{after}:{limit}")
     cached = (await cache.get_many([key])).get(key)
     if cached is not None:
-        usccs: list[str] = bson.decode(cached)["v"]
+        usccs: list[str] = unpack(cached)
         return usccs
     collection = sources.collection(Source.REGISTRY, SEARCH)
     try:
@@ -134,5 +140,5 @@ async def search_usccs(
         usccs = [doc["_id"] async for doc in cursor]
     except PyMongoError:
         raise SourceUnavailableError(Source.REGISTRY) from None
-    await cache.set_many({key: bson.encode({"v": usccs})})
+    await cache.set_many({key: pack(usccs)})
     return usccs

@@ -18,7 +18,7 @@ from loaders.search import Criteria, search_usccs
 from resolvers.archive import BusinessStatus, Enterprise
 from resolvers.context import Info
 from resolvers.errors import bad_user_input, unauthenticated
-from resolvers.pagination import PAGE_SIZE_RULE, check_first
+from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, check_first
 from resolvers.permissions import Tier, visible
 from resolvers.platforms import Platform
 
@@ -111,7 +111,7 @@ class SearchQuery:
         self,
         info: Info,
         filter: EnterpriseFilter | None = None,
-        first: int = 10,
+        first: int = DEFAULT_PAGE_SIZE,
         after: str | None = None,
     ) -> EnterpriseConnection:
         context = info.context

@@ -292,7 +292,6 @@ def _data_keys(type_name: str) -> list[str]:
 def _parent_outcome(type_name: str, viewer: str) -> str:
     """What ``viewer`` gets for the fields that lead to ``type_name`` (worst of them)."""
     owner_type = "Query"
-    outcome = "ok"
     for key in _data_keys(type_name):
         if key in ("edges", "node"):
             continue
@@ -302,7 +301,7 @@ def _parent_outcome(type_name: str, viewer: str) -> str:
         if step != "ok":
             return step
         owner_type = child
-    return outcome
+    return "ok"
 
 
 def _field_type(type_name: str, field_name: str) -> str:
