@@ -13,8 +13,10 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from gateway.accesslog import AccessLog
+from gateway.admission import Admission
 from gateway.devkeys import ALL_SCOPES, mint_role_token
-from gateway.http import GatewayGraphQL, healthz, readyz
+from gateway.graphql_view import GraphQLView
+from gateway.http import healthz, readyz
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.sources import Sources
@@ -103,8 +105,17 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
             yield
 
     routes = [
-        Route("/graphql", GatewayGraphQL(schema, graphql_ide="graphiql")),
+        Route("/graphql", GraphQLView(schema), methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessLog)])
+    middleware = [
+        Middleware(AccessLog),
+        Middleware(
+            Admission,
+            max_in_flight=settings.max_in_flight,
+            max_header_bytes=settings.limit_header_bytes,
+            trusted_proxies=settings.trusted_proxies,
+        ),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

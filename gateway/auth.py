@@ -42,6 +42,7 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
+        settings.require_trusted_keys()
         keys: dict[str, PyJWK] = {}
         if settings.auth_jwks_file is not None:
             keys.update(_keyset(settings.auth_jwks_file.read_text(encoding="utf-8")))

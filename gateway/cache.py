@@ -1,18 +1,26 @@
 """The Redis document cache: bytes in, bytes out, and never fatal.
 
 It holds source documents (encoded by the loaders), never responses, so an entry does
-not depend on who asked. Any Redis failure degrades to "every key missed": the caller
-goes to MongoDB. After a failure Redis is left alone for ``retry_after_s`` so a dead
-cache costs one timeout per interval, not one per request.
+not depend on who asked. Any failed call degrades to "every key missed" for that call:
+the caller goes to MongoDB.
+
+A failed call is not taken for a dead Redis. A busy pool (every connection lent out)
+makes a request wait, bounded, for a connection; a timeout can mean that Redis is gone
+or only that this process's event loop was too late to read an answer that had
+arrived. So a failure only *suspects* Redis: one probe, on a connection of its own,
+asks Redis with a generous timeout, and only when the probe fails too is Redis left
+alone for ``retry_after_s`` (a dead cache then costs one probe per interval, not one
+timeout per request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 __all__ = ["DocumentCache"]
@@ -26,36 +34,71 @@ class DocumentCache:
         redis: Redis,
         *,
         ttl_seconds: int,
+        miss_ttl_seconds: int | None = None,
+        probe: Redis | None = None,
         retry_after_s: float = 5.0,
+        probe_timeout_s: float = 2.0,
     ) -> None:
         self._redis = redis
+        self._probe = probe or redis
         self._ttl = ttl_seconds
+        self._miss_ttl = miss_ttl_seconds or ttl_seconds
         self._retry_after_s = retry_after_s
+        self._probe_timeout_s = probe_timeout_s
         self._down_until = 0.0
+        self._probing: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, ttl_seconds: int, timeout_s: float = 0.5) -> DocumentCache:
-        redis = Redis.from_url(
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ttl_seconds: int,
+        miss_ttl_seconds: int | None = None,
+        timeout_s: float = 0.5,
+        pool_size: int = 64,
+        pool_timeout_s: float = 1.0,
+    ) -> DocumentCache:
+        # A blocking pool: when every connection is lent out a request waits (at most
+        # pool_timeout_s) for one instead of failing, so load never looks like an outage.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=pool_size,
+            timeout=pool_timeout_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             health_check_interval=30,
         )
-        return cls(redis, ttl_seconds=ttl_seconds)
+        probe = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        return cls(
+            Redis(connection_pool=pool),
+            ttl_seconds=ttl_seconds,
+            miss_ttl_seconds=miss_ttl_seconds,
+            probe=probe,
+        )
 
     @property
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def _failed(self, operation: str, exc: RedisError) -> None:
-        if self.available:
+    def suspect(self, operation: str, exc: Exception) -> None:
+        """One call failed: this call misses; a probe decides whether Redis is down."""
+        log.info("redis %s failed (%s); probing", operation, type(exc).__name__)
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.get_running_loop().create_task(self._confirm(operation))
+
+    async def _confirm(self, operation: str) -> None:
+        try:
+            async with asyncio.timeout(self._probe_timeout_s):
+                await self._probe.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down_until = time.monotonic() + self._retry_after_s
             log.warning(
-                "redis %s failed (%s); serving from MongoDB for %.0fs",
+                "redis %s failed and a probe failed too (%s); serving from MongoDB for %.0fs",
                 operation,
                 type(exc).__name__,
                 self._retry_after_s,
             )
-        self._down_until = time.monotonic() + self._retry_after_s
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """The cached values of ``keys`` that are present, in one MGET."""
@@ -64,7 +107,7 @@ class DocumentCache:
         try:
             values = await self._redis.mget(keys)
         except RedisError as exc:
-            self._failed("MGET", exc)
+            self.suspect("MGET", exc)
             return {}
         return {
             key: value
@@ -72,25 +115,32 @@ class DocumentCache:
             if isinstance(value, bytes)  # None: a miss (the client never decodes)
         }
 
-    async def set_many(self, items: Mapping[str, bytes]) -> None:
-        """Write back with the TTL, in one pipelined round trip."""
+    async def set_many(self, items: Mapping[str, bytes], *, misses: Sequence[str] = ()) -> None:
+        """Write back in one pipelined round trip: documents with the TTL, and the keys
+        in ``misses`` (known to have no document) with the shorter miss TTL, so probing
+        for unknown keys cannot fill Redis."""
         if not items or not self.available:
             return
+        short = set(misses)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, value in items.items():
-                    pipe.set(key, value, ex=self._ttl)
+                    pipe.set(key, value, ex=self._miss_ttl if key in short else self._ttl)
                 await pipe.execute()
         except RedisError as exc:
-            self._failed("SET", exc)
+            self.suspect("SET", exc)
 
     async def ping(self) -> str | None:
         """``None`` when Redis answers, else the error text (used by /readyz)."""
         try:
-            await self._redis.ping()
+            await self._probe.ping()
         except RedisError as exc:
             return type(exc).__name__
         return None
 
     async def close(self) -> None:
+        if self._probing is not None and not self._probing.done():
+            self._probing.cancel()
         await self._redis.aclose()
+        if self._probe is not self._redis:
+            await self._probe.aclose()

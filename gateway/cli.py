@@ -24,8 +24,14 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.settings import ConfigurationError
 
     settings = _settings(gateway_host=args.host, gateway_port=args.port)
+    try:
+        settings.require_trusted_keys()
+    except ConfigurationError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.gateway_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -1,38 +1,189 @@
-"""Rate limits on the `limits` library: a moving window per client, kept in Redis.
+"""Limits: what one operation may be, and what each client may spend per window.
 
-When Redis fails, counting falls back to this process's memory (still a limit, per
-worker instead of global) rather than failing open or failing every request.
+The operation budget (tokens, depth, aliases, root fields, directives, operations per
+document, cost per viewer kind) is checked by resolvers/limits.py before anything
+executes. Rate limits spend an operation's cost in a sliding window per client, on
+the `limits` library: kept in Redis, so every worker and replica shares them; when
+Redis fails, counted in this process's memory instead (still a limit, per worker
+rather than global), never not at all.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, parse, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-__all__ = ["RateLimits"]
+from gateway.cache import DocumentCache
+from gateway.settings import Settings
+from gateway.viewer import Anonymous, ServiceClient, Viewer
+
+__all__ = ["Allowance", "Limits", "OperationBudget"]
 
 log = logging.getLogger(__name__)
 
 
-class RateLimits:
-    def __init__(self, redis_url: str, *, verify: str) -> None:
-        self.verify: RateLimitItem = parse(verify)
-        storage = RedisStorage(
-            f"async+{redis_url}",
-            implementation="redispy",
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
+@dataclass(frozen=True, slots=True)
+class OperationBudget:
+    """The largest operation each setting allows (README "Limits")."""
+
+    tokens: int
+    depth: int
+    aliases: int
+    root_fields: int
+    directives: int
+    operations: int
+    #: Largest cost of one operation, by viewer kind.
+    cost: Mapping[str, int]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OperationBudget:
+        member = settings.cost_limit_member
+        return cls(
+            tokens=settings.limit_tokens,
+            depth=settings.limit_depth,
+            aliases=settings.limit_aliases,
+            root_fields=settings.limit_root_fields,
+            directives=settings.limit_directives,
+            operations=settings.limit_operations,
+            cost={
+                "anonymous": settings.cost_limit_anonymous,
+                "member": member,
+                "owner": member,
+                "service": settings.cost_limit_service,
+                "operator": settings.cost_limit_operator,
+            },
         )
-        self._shared = MovingWindowRateLimiter(storage)
-        self._local = MovingWindowRateLimiter(MemoryStorage())
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """The outcome of spending an operation's cost against a client's windows."""
+
+    allowed: bool
+    #: The window that refused (when refused), else the first of the viewer's windows.
+    limit: RateLimitItem | None = None
+    #: Units left in the refusing window (only known, and only sent, when refused).
+    remaining: int = 0
+    #: Seconds until the window has room again (0 when allowed).
+    retry_after: int = 0
+    policies: Sequence[RateLimitItem] = field(default_factory=tuple)
+
+    def headers(self) -> dict[str, str]:
+        """``RateLimit-*`` (IETF draft) and, when refused, ``Retry-After``."""
+        if self.limit is None:
+            return {}
+        headers = {
+            "ratelimit-policy": ", ".join(
+                f"{item.amount};w={item.get_expiry()}" for item in self.policies
+            )
+        }
+        if not self.allowed:
+            headers["ratelimit-limit"] = str(self.limit.amount)
+            headers["ratelimit-remaining"] = str(max(self.remaining, 0))
+            headers["ratelimit-reset"] = str(self.retry_after)
+            headers["retry-after"] = str(self.retry_after)
+        return headers
+
+
+class Limits:
+    """The operation budget and the rate limiters of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str | None,
+        *,
+        health: DocumentCache | None = None,
+    ) -> None:
+        self.operation = OperationBudget.from_settings(settings)
+        self.verify: RateLimitItem = parse(settings.verify_rate_limit)
+        self._windows = {
+            "anonymous": parse_many(settings.rate_limit_anonymous),
+            "member": parse_many(settings.rate_limit_member),
+            "service": parse_many(settings.rate_limit_service),
+        }
+        self._clients = {
+            client: parse_many(limit)
+            for client, limit in settings.rate_limit_service_clients.items()
+        }
+        self._shared: SlidingWindowCounterRateLimiter | None = None
+        if redis_url is not None:
+            storage = RedisStorage(
+                f"async+{redis_url}",
+                implementation="redispy",
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+            )
+            self._shared = SlidingWindowCounterRateLimiter(storage)
+        self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
+        #: Whose view of Redis's health to share: a dead Redis costs no timeout here.
+        self._health = health
+
+    def windows(self, viewer: Viewer) -> list[RateLimitItem]:
+        """The windows a viewer's requests are counted in."""
+        if isinstance(viewer, ServiceClient):
+            return self._clients.get(viewer.subject, self._windows["service"])
+        if isinstance(viewer, Anonymous):
+            return self._windows["anonymous"]
+        return self._windows["member"]
+
+    @staticmethod
+    def identity(viewer: Viewer, client_address: str) -> tuple[str, str]:
+        """Who is counted: anonymous viewers by address, everyone else by subject."""
+        if isinstance(viewer, Anonymous):
+            return ("ip", client_address)
+        return (viewer.kind, viewer.subject)
+
+    def _limiter(self) -> SlidingWindowCounterRateLimiter:
+        if self._shared is None or (self._health is not None and not self._health.available):
+            return self._local
+        return self._shared
+
+    async def _call(self, method: str, *args: object, **kwargs: object) -> object:
+        limiter = self._limiter()
+        try:
+            return await getattr(limiter, method)(*args, **kwargs)
+        except Exception as exc:
+            if limiter is self._local:
+                raise
+            log.warning("rate-limit storage failed (%s); counting in memory", type(exc).__name__)
+            if self._health is not None:
+                self._health.suspect("rate limit", exc)
+            return await getattr(self._local, method)(*args, **kwargs)
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
         """Count one call; False when the caller is over the limit."""
-        try:
-            return await self._shared.hit(item, *identifiers)
-        except Exception as exc:
-            log.warning("rate-limit storage failed (%s); counting in memory", type(exc).__name__)
-            return await self._local.hit(item, *identifiers)
+        return bool(await self._call("hit", item, *identifiers))
+
+    async def spend(self, viewer: Viewer, client_address: str, cost: int) -> Allowance:
+        """Spend ``cost`` units in every window of the viewer, or refuse.
+
+        Every window is tested before any is charged, so a refused operation costs
+        nothing. A zero-cost operation (``__typename``) is counted as one unit: nobody
+        gets an unlimited stream of requests.
+        """
+        windows = self.windows(viewer)
+        who = self.identity(viewer, client_address)
+        units = max(cost, 1)
+        for item in windows:
+            if not await self._call("test", item, *who, cost=units):
+                stats: Any = await self._call("get_window_stats", item, *who)
+                reset_time, remaining = stats
+                return Allowance(
+                    allowed=False,
+                    limit=item,
+                    remaining=int(remaining),
+                    retry_after=max(1, math.ceil(float(reset_time) - time.time())),
+                    policies=windows,
+                )
+        for item in windows:
+            await self._call("hit", item, *who, cost=units)
+        return Allowance(allowed=True, limit=windows[0], policies=windows)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from gateway.auth import Authenticator
 from gateway.cache import DocumentCache
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis
-from gateway.limits import RateLimits
+from gateway.limits import Limits
 from gateway.settings import Settings
 from gateway.sources import Sources
 
@@ -29,7 +29,7 @@ class Runtime:
     sources: Sources
     cache: DocumentCache
     authenticator: Authenticator
-    limits: RateLimits
+    limits: Limits
     cursor_key: bytes
     #: Set when the sources are on the embedded server (so seeding can reach it too).
     embedded_mongodb_url: str | None
@@ -66,14 +66,20 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             await asyncio.to_thread(redis.start)
             stack.push_async_callback(asyncio.to_thread, redis.stop)
             redis_url = redis.url
-        cache = DocumentCache.from_url(redis_url, ttl_seconds=settings.cache_ttl_seconds)
+        cache = DocumentCache.from_url(
+            redis_url,
+            ttl_seconds=settings.cache_ttl_seconds,
+            miss_ttl_seconds=settings.cache_miss_ttl_seconds,
+            pool_size=settings.redis_pool_size,
+            pool_timeout_s=settings.redis_pool_timeout_ms / 1000,
+        )
         stack.push_async_callback(cache.close)
         yield Runtime(
             settings=settings,
             sources=sources,
             cache=cache,
             authenticator=Authenticator.from_settings(settings),
-            limits=RateLimits(redis_url, verify=settings.verify_rate_limit),
+            limits=Limits(settings, redis_url, health=cache),
             cursor_key=(
                 settings.cursor_secret.get_secret_value().encode()
                 if settings.cursor_secret is not None

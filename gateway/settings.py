@@ -7,12 +7,18 @@ misconfiguration fails before the first request instead of on it.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from pathlib import Path
 
+from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "Source"]
+__all__ = ["ConfigurationError", "Settings", "Source"]
+
+
+class ConfigurationError(ValueError):
+    """Settings that cannot run together; raised at start-up, before any request."""
 
 
 class Source(enum.StrEnum):
@@ -92,6 +98,95 @@ class Settings(BaseSettings):
         description="verifyLegalRepresentative calls allowed per service client (limits syntax).",
     )
 
+    # --- Operation limits: checked before anything executes (README "Limits"). ---
+    limit_body_bytes: int = Field(
+        default=65_536, ge=1_024, le=16_777_216, description="Largest request body, bytes."
+    )
+    limit_header_bytes: int = Field(
+        default=16_384, ge=1_024, le=1_048_576, description="Largest request header block, bytes."
+    )
+    limit_variables_depth: int = Field(
+        default=8, ge=1, le=64, description="Deepest nesting of the JSON variables."
+    )
+    limit_tokens: int = Field(
+        default=2_000, ge=100, le=100_000, description="Most lexical tokens in a document."
+    )
+    limit_depth: int = Field(default=12, ge=2, le=64, description="Deepest field nesting.")
+    limit_aliases: int = Field(default=30, ge=0, le=10_000, description="Most aliases.")
+    limit_root_fields: int = Field(
+        default=10, ge=1, le=1_000, description="Most fields at the operation's root."
+    )
+    limit_directives: int = Field(default=20, ge=0, le=1_000, description="Most directives.")
+    limit_operations: int = Field(
+        default=10, ge=1, le=100, description="Most operations in one document."
+    )
+    cost_limit_anonymous: int = Field(
+        default=2_000, ge=1, description="Largest cost of one operation, anonymous viewer."
+    )
+    cost_limit_member: int = Field(
+        default=10_000, ge=1, description="Largest cost of one operation, member or owner."
+    )
+    cost_limit_service: int = Field(
+        default=30_000, ge=1, description="Largest cost of one operation, service client."
+    )
+    cost_limit_operator: int = Field(
+        default=30_000, ge=1, description="Largest cost of one operation, operator."
+    )
+
+    # --- Rate limits, in cost units per window (limits notation, ';' between windows). ---
+    rate_limit_anonymous: str = Field(
+        default="6000/minute;6000/hour",
+        description="Cost units per anonymous client (by IP) and window.",
+    )
+    rate_limit_member: str = Field(
+        default="30000/minute;300000/hour",
+        description="Cost units per member, owner or operator (by subject) and window.",
+    )
+    rate_limit_service: str = Field(
+        default="300000/minute",
+        description="Cost units per service client (by client id) and window.",
+    )
+    rate_limit_service_clients: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-client overrides of RATE_LIMIT_SERVICE, a JSON object: id -> limit.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or networks (CIDR) of the proxies whose X-Forwarded-For is believed; "
+            "a JSON list. Empty: the peer address is the client."
+        ),
+    )
+
+    # --- Bounded work. ---
+    request_deadline_ms: int = Field(
+        default=3_000,
+        ge=100,
+        le=120_000,
+        description="A request's budget: fields not resolved by then are null with TIMEOUT.",
+    )
+    max_in_flight: int = Field(
+        default=128,
+        ge=1,
+        le=100_000,
+        description="GraphQL requests one worker runs at once; beyond, 503 at once.",
+    )
+    cache_miss_ttl_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=86_400,
+        description="How long Redis remembers that a key has no document (shorter than hits).",
+    )
+    redis_pool_size: int = Field(
+        default=64, ge=1, le=10_000, description="Redis connections per worker."
+    )
+    redis_pool_timeout_ms: int = Field(
+        default=1_000,
+        ge=1,
+        le=60_000,
+        description="How long a request waits for a free Redis connection before it misses.",
+    )
+
     @field_validator("gateway_log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -99,6 +194,35 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    @field_validator("rate_limit_anonymous", "rate_limit_member", "rate_limit_service")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        parse_many(value)  # raises ValueError on a malformed limit
+        return value
+
+    @field_validator("rate_limit_service_clients")
+    @classmethod
+    def _client_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for limit in value.values():
+            parse_many(limit)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+    def require_trusted_keys(self) -> None:
+        """Serving in production needs a key to trust: a clear start-up error otherwise
+        (rather than a gateway that refuses every token)."""
+        if not self.gateway_dev_mode and self.auth_jwks_file is None and not self.auth_jwks_url:
+            raise ConfigurationError(
+                "GATEWAY_DEV_MODE is off and no trusted signing key is configured: "
+                "set AUTH_JWKS_FILE or AUTH_JWKS_URL (or turn dev mode on for development)"
+            )
 
     def mongodb_url_for(self, source: Source) -> str | None:
         """The URL configured for one source: its own override, else the shared one."""

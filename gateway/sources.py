@@ -33,6 +33,8 @@ class Sources:
     def __init__(self, urls: Mapping[Source, str], *, timeout_ms: int, bulk: bool = False) -> None:
         """``bulk`` lifts the socket timeout, for seeding: a long insert must not be
         cut off (and then retried, which would duplicate it)."""
+        #: Each source's own timeout, seconds: also the most a request's read may take.
+        self.timeout_s: float | None = None if bulk else timeout_ms / 1000
         self._clients: dict[str, AsyncMongoClient[Document]] = {}
         self._databases: dict[Source, AsyncDatabase[Document]] = {}
         self._collections: dict[tuple[Source, str], AsyncCollection[Document]] = {}

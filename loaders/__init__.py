@@ -33,16 +33,27 @@ class Loaders:
     integrity_level_by_uscc: IntegrityLevelByUsccLoader
     service_status_by_uscc: ServiceStatusByUsccLoader
     platforms: Mapping[Source, PlatformLoaders]
+    #: When the request's time is up (``time.monotonic()``); None: no deadline.
+    deadline: float | None = None
 
 
-def create_loaders(sources: Sources, cache: DocumentCache) -> Loaders:
+def create_loaders(
+    sources: Sources, cache: DocumentCache, *, deadline: float | None = None
+) -> Loaders:
+    """A request's loaders; ``deadline`` (``time.monotonic()``) bounds their reads."""
     return Loaders(
-        enterprise_by_uscc=EnterpriseByUsccLoader(sources, cache),
-        change_records_by_uscc=ChangeRecordsByUsccLoader(sources, cache),
-        change_record_by_id=ChangeRecordByIdLoader(sources, cache),
-        legal_representative_by_uscc=LegalRepresentativeByUsccLoader(sources, cache),
-        authentication_by_uscc=AuthenticationByUsccLoader(sources, cache),
-        integrity_level_by_uscc=IntegrityLevelByUsccLoader(sources, cache),
-        service_status_by_uscc=ServiceStatusByUsccLoader(sources, cache),
-        platforms={source: PlatformLoaders.create(sources, cache, source) for source in PLATFORMS},
+        enterprise_by_uscc=EnterpriseByUsccLoader(sources, cache, deadline=deadline),
+        change_records_by_uscc=ChangeRecordsByUsccLoader(sources, cache, deadline=deadline),
+        change_record_by_id=ChangeRecordByIdLoader(sources, cache, deadline=deadline),
+        legal_representative_by_uscc=LegalRepresentativeByUsccLoader(
+            sources, cache, deadline=deadline
+        ),
+        authentication_by_uscc=AuthenticationByUsccLoader(sources, cache, deadline=deadline),
+        integrity_level_by_uscc=IntegrityLevelByUsccLoader(sources, cache, deadline=deadline),
+        service_status_by_uscc=ServiceStatusByUsccLoader(sources, cache, deadline=deadline),
+        platforms={
+            source: PlatformLoaders.create(sources, cache, source, deadline=deadline)
+            for source in PLATFORMS
+        },
+        deadline=deadline,
     )

@@ -9,11 +9,14 @@ the fields that needed it fail.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 import bson
+import pymongo
 from aiodataloader import DataLoader
 from bson.codec_options import CodecOptions
 from pymongo.errors import PyMongoError
@@ -23,6 +26,7 @@ from gateway.settings import Source
 from gateway.sources import Sources
 
 __all__ = [
+    "DeadlineExceededError",
     "Document",
     "SourceLoader",
     "SourceUnavailableError",
@@ -46,6 +50,36 @@ class SourceUnavailableError(Exception):
     def __init__(self, source: Source) -> None:
         super().__init__(f"The {source.value} source is unavailable; try again later.")
         self.extensions = {"code": "SOURCE_UNAVAILABLE", "source": source.value}
+
+
+class DeadlineExceededError(Exception):
+    """The request's deadline passed before a source answered; only its fields are null."""
+
+    def __init__(self, source: Source) -> None:
+        super().__init__(
+            f"The request ran out of time waiting for the {source.value} source; "
+            "its fields are left null."
+        )
+        self.extensions = {"code": "TIMEOUT", "source": source.value}
+
+
+def source_timeout(sources: Sources, deadline: float | None) -> AbstractContextManager[None]:
+    """Bound the MongoDB operations inside by the source's timeout and by what is left
+    of the request's deadline (``time.monotonic()``; ``None``: no deadline). pymongo's
+    client-side operation timeout covers server selection, the one retry and the read
+    together, so a failing source costs one timeout, not two."""
+    limits = [sources.timeout_s]
+    if deadline is not None:
+        limits.append(max(deadline - time.monotonic(), 0.001))
+    bounded = [limit for limit in limits if limit is not None]
+    return pymongo.timeout(min(bounded) if bounded else None)
+
+
+def source_error(source: Source, deadline: float | None) -> Exception:
+    """What a failed read means: the request ran out of time, or the source is down."""
+    if deadline is not None and time.monotonic() >= deadline:
+        return DeadlineExceededError(source)
+    return SourceUnavailableError(source)
 
 
 def pack(value: Any) -> bytes:
@@ -83,15 +117,23 @@ class SourceLoader(DataLoader[Hashable, Any]):
     sort: ClassVar[Sequence[tuple[str, int]] | None] = None
 
     def __init__(
-        self, sources: Sources, cache: DocumentCache, *, source: Source | None = None
+        self,
+        sources: Sources,
+        cache: DocumentCache,
+        *,
+        source: Source | None = None,
+        deadline: float | None = None,
     ) -> None:
         """``source`` picks one of several databases that share the collection's shape
-        (the four platforms); otherwise the class names its source."""
+        (the four platforms); otherwise the class names its source. ``deadline``
+        (``time.monotonic()``) bounds every MongoDB read of the request."""
         super().__init__()
         if source is not None:
             self.source = source
+        self._sources = sources
         self._collection = sources.collection(self.source, self.collection)
         self._documents = cache
+        self._deadline = deadline
 
     @staticmethod
     def transform(doc: Document) -> Document:
@@ -113,15 +155,20 @@ class SourceLoader(DataLoader[Hashable, Any]):
                 found[key] = unpack(raw)
         if misses:
             try:
-                fetched = await self._fetch(misses)
+                with source_timeout(self._sources, self._deadline):
+                    fetched = await self._fetch(misses)
             except PyMongoError as exc:
                 log.warning(
                     "%s.%s unavailable: %s", self.source.value, self.collection, type(exc).__name__
                 )
-                error = SourceUnavailableError(self.source)
+                error = source_error(self.source, self._deadline)
                 return [found.get(key, error) for key in keys]
             found.update(fetched)
-            await self._documents.set_many({cache_keys[key]: pack(fetched[key]) for key in misses})
+            await self._documents.set_many(
+                {cache_keys[key]: pack(fetched[key]) for key in misses},
+                # Nothing there: remembered briefly, so probing cannot fill Redis.
+                misses=[cache_keys[key] for key in misses if fetched[key] in (None, [])],
+            )
         return [found[key] for key in keys]
 
     async def _fetch(self, keys: list[Hashable]) -> dict[Hashable, Any]:

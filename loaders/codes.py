@@ -27,6 +27,13 @@ _USCC_VALUE = {char: value for value, char in enumerate(USCC_ALPHABET)}
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 #: GB 11714 organization-code weights for the eight body characters (positions 9-16).
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+#: GB/T 2260 province-level codes of the mainland, and 10 for subjects registered nationally
+#: (SAMR). 71 (Taiwan), 81 (Hong Kong) and 82 (Macao) are outside the service (clause 1.12).
+MAINLAND_PROVINCES = frozenset(
+    {"10", "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36",
+     "37", "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63",
+     "64", "65"}
+)  # fmt: skip
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -80,6 +87,11 @@ def validate_uscc(raw: str) -> str:
         raise UsccError(f"USCC contains characters outside 0-9A-HJ-NPQRTUWXY: {''.join(bad)}")
     if not code[2:8].isdigit():
         raise UsccError("USCC positions 3-8 (administrative division code) must be digits")
+    if code[2:4] not in MAINLAND_PROVINCES:
+        raise UsccError(
+            f"USCC positions 3-4 ({code[2:4]}) name no mainland province-level division: "
+            "the service covers subjects registered in mainland China only"
+        )
     expected = uscc_check_chars(code[:16])
     if code[16] != expected[0]:
         raise UsccError("USCC position 17 fails the GB 11714 organization-code check")

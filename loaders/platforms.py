@@ -7,6 +7,7 @@ Every platform database has the same collections, except that Chengxintong exist
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
@@ -107,6 +108,9 @@ class CertificationByIdLoader(SourceLoader):
     collection = CERTIFICATIONS
 
 
+L = TypeVar("L", bound=SourceLoader)
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformLoaders:
     """One platform's loaders; certifications and Chengxintong only where they exist."""
@@ -121,20 +125,28 @@ class PlatformLoaders:
     certification_by_id: CertificationByIdLoader | None
 
     @classmethod
-    def create(cls, sources: Sources, cache: DocumentCache, source: Source) -> PlatformLoaders:
+    def create(
+        cls,
+        sources: Sources,
+        cache: DocumentCache,
+        source: Source,
+        *,
+        deadline: float | None = None,
+    ) -> PlatformLoaders:
+        certifying = source in CERTIFYING_PLATFORMS
+
+        def make(loader: type[L]) -> L:
+            return loader(sources, cache, source=source, deadline=deadline)
+
         return cls(
-            statistics=StatisticsByUsccLoader(sources, cache, source=source),
-            stores=StoresByUsccLoader(sources, cache, source=source),
-            risk_records=RiskRecordsByUsccLoader(sources, cache, source=source),
-            certifications=CertificationsByUsccLoader(sources, cache, source=source)
-            if source in CERTIFYING_PLATFORMS
-            else None,
-            chengxintong=ChengxintongByUsccLoader(sources, cache)
+            statistics=make(StatisticsByUsccLoader),
+            stores=make(StoresByUsccLoader),
+            risk_records=make(RiskRecordsByUsccLoader),
+            certifications=make(CertificationsByUsccLoader) if certifying else None,
+            chengxintong=ChengxintongByUsccLoader(sources, cache, deadline=deadline)
             if source == Source.PLATFORM_1688
             else None,
-            store_by_id=StoreByIdLoader(sources, cache, source=source),
-            risk_record_by_id=RiskRecordByIdLoader(sources, cache, source=source),
-            certification_by_id=CertificationByIdLoader(sources, cache, source=source)
-            if source in CERTIFYING_PLATFORMS
-            else None,
+            store_by_id=make(StoreByIdLoader),
+            risk_record_by_id=make(RiskRecordByIdLoader),
+            certification_by_id=make(CertificationByIdLoader) if certifying else None,
         )

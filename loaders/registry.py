@@ -6,10 +6,11 @@ import enum
 import hmac
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import PyMongoError
 
 from gateway.settings import Source
 from gateway.sources import Sources
-from loaders.base import Document, SourceLoader, prefix_range
+from loaders.base import Document, SourceLoader, prefix_range, source_error, source_timeout
 from loaders.codes import mask_id_number
 
 __all__ = [
@@ -93,16 +94,20 @@ class Verification(enum.Enum):
 
 
 async def verify_legal_representative(
-    sources: Sources, uscc: str, name: str, id_number: str
+    sources: Sources, uscc: str, name: str, id_number: str, *, deadline: float | None = None
 ) -> Verification:
     """Does this name and ID number match the enterprise's legal representative?
 
     Read straight from MongoDB, never through the cache, and compared in constant time;
     only the yes/no leaves this function.
     """
-    doc = await sources.collection(Source.REGISTRY, LEGAL_REPRESENTATIVES).find_one(
-        {"_id": uscc}, {"name": 1, "id_number": 1}
-    )
+    try:
+        with source_timeout(sources, deadline):
+            doc = await sources.collection(Source.REGISTRY, LEGAL_REPRESENTATIVES).find_one(
+                {"_id": uscc}, {"name": 1, "id_number": 1}
+            )
+    except PyMongoError:
+        raise source_error(Source.REGISTRY, deadline) from None
     if doc is None:
         return Verification.NOT_FOUND
     same_id = hmac.compare_digest(doc["id_number"].encode(), id_number.encode())

@@ -21,10 +21,11 @@ from gateway.settings import Source
 from gateway.sources import Sources
 from loaders.base import (
     Document,
-    SourceUnavailableError,
     cache_key,
     pack,
     prefix_range,
+    source_error,
+    source_timeout,
     unpack,
 )
 
@@ -119,6 +120,7 @@ async def search_usccs(
     *,
     after: str | None,
     limit: int,
+    deadline: float | None = None,
 ) -> list[str]:
     """Up to ``limit`` USCCs matching ``criteria``, in USCC order, after ``after``."""
     query = criteria.query()
@@ -131,14 +133,15 @@ async def search_usccs(
         return usccs
     collection = sources.collection(Source.REGISTRY, SEARCH)
     try:
-        cursor = (
-            collection.find(query, {"_id": 1})
-            .hint(criteria.index())
-            .sort("_id", ASCENDING)
-            .limit(limit)
-        )
-        usccs = [doc["_id"] async for doc in cursor]
+        with source_timeout(sources, deadline):
+            cursor = (
+                collection.find(query, {"_id": 1})
+                .hint(criteria.index())
+                .sort("_id", ASCENDING)
+                .limit(limit)
+            )
+            usccs = [doc["_id"] async for doc in cursor]
     except PyMongoError:
-        raise SourceUnavailableError(Source.REGISTRY) from None
+        raise source_error(Source.REGISTRY, deadline) from None
     await cache.set_many({key: pack(usccs)})
     return usccs

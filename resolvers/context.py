@@ -9,13 +9,21 @@ import strawberry
 
 from gateway.audit import AuditTrail
 from gateway.cache import DocumentCache
-from gateway.limits import RateLimits
+from gateway.limits import Allowance, Limits
 from gateway.settings import Settings
 from gateway.sources import Sources
 from gateway.viewer import Viewer
 from loaders import Loaders
 
-__all__ = ["Context", "Info"]
+__all__ = ["Context", "Info", "OperationReport"]
+
+
+@dataclass(slots=True)
+class OperationReport:
+    """What the operation limits measured, for the response's extensions and headers."""
+
+    cost: int | None = None
+    allowance: Allowance | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +36,15 @@ class Context:
     #: For the few reads that must not be batched or cached (verification).
     sources: Sources
     cache: DocumentCache
-    limits: RateLimits
+    limits: Limits
     #: Signs search cursors.
     cursor_key: bytes
     #: GET or POST: personal data must not arrive in a URL.
     http_method: str = "POST"
+    #: The client's address (X-Forwarded-For believed from trusted proxies only):
+    #: what anonymous viewers are rate-limited by.
+    client_address: str = "-"
+    report: OperationReport = field(default_factory=OperationReport)
     #: Visibility decisions made so far in this request, by (rule, enterprise).
     decisions: dict[Any, Any] = field(default_factory=dict)
 

@@ -22,6 +22,17 @@ class ErrorCode(enum.StrEnum):
     SERVICE_SUSPENDED = "SERVICE_SUSPENDED"
     RATE_LIMITED = "RATE_LIMITED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    #: The request's deadline passed before the field's source answered.
+    TIMEOUT = "TIMEOUT"
+    # Operation limits (resolvers/limits.py), each refused before execution.
+    TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
+    DEPTH_LIMIT_EXCEEDED = "DEPTH_LIMIT_EXCEEDED"
+    TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
+    TOO_MANY_ROOT_FIELDS = "TOO_MANY_ROOT_FIELDS"
+    TOO_MANY_DIRECTIVES = "TOO_MANY_DIRECTIVES"
+    TOO_MANY_OPERATIONS = "TOO_MANY_OPERATIONS"
+    COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED"
 
 
 def bad_user_input(message: str, **extensions: object) -> GraphQLError:

@@ -141,6 +141,8 @@ class IdentityQuery:
             raise bad_user_input(f"name must be 1 to {_NAME_MAX} characters")
         if not await context.limits.hit(context.limits.verify, "verify", context.viewer.subject):
             raise rate_limited(f"verifyLegalRepresentative is limited to {context.limits.verify}")
-        result = await verify_legal_representative(context.sources, uscc, clean_name, number)
+        result = await verify_legal_representative(
+            context.sources, uscc, clean_name, number, deadline=context.loaders.deadline
+        )
         context.audit.action(uscc, "verify_legal_representative", result.value)
         return LegalRepresentativeVerification(enterprise_uscc=uscc, uscc=uscc, result=result)

@@ -6,7 +6,7 @@ import logging
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import MaskErrors
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -14,6 +14,7 @@ from resolvers.archive import ArchiveQuery
 from resolvers.badges import BadgeQuery
 from resolvers.errors import is_expected_error
 from resolvers.identity import IdentityQuery
+from resolvers.limits import OperationLimits
 from resolvers.nodes import NodeQuery
 from resolvers.scalars import SCALAR_MAP
 from resolvers.search import SearchQuery
@@ -51,10 +52,9 @@ def create_schema() -> strawberry.Schema:
         query=Query,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
-            # Factories: Strawberry builds each extension per request; the two
-            # caches live at module level, keyed by size, so they are shared.
-            lambda: ParserCache(maxsize=1024),
-            lambda: ValidationCache(maxsize=1024),
+            # Strawberry builds each extension per request. OperationLimits parses
+            # and validates (both cached, shared by every request) and measures.
+            OperationLimits,
             lambda: MaskErrors(
                 should_mask_error=lambda error: not is_expected_error(error),
                 error_message="Internal error; it has been logged.",

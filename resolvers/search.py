@@ -127,7 +127,12 @@ class SearchQuery:
                 "log in to read further."
             )
         usccs = await search_usccs(
-            context.sources, context.cache, criteria, after=last, limit=first + 1
+            context.sources,
+            context.cache,
+            criteria,
+            after=last,
+            limit=first + 1,
+            deadline=context.loaders.deadline,
         )
         docs = await context.loaders.enterprise_by_uscc.load_many(usccs[:first])
         edges = [

@@ -132,13 +132,24 @@ def recorder() -> CommandRecorder:
     return RECORDER
 
 
+def without_cost(response: httpx.Response) -> dict[str, Any]:
+    """The body of an executed operation, less the cost report every one carries
+    (tests/test_limits.py asserts exact costs; elsewhere only its presence)."""
+    body: dict[str, Any] = response.json()
+    extensions = body.pop("extensions", None)
+    if extensions is not None or body.get("data") is not None:
+        # Priced once validated: every operation that ran carries its cost.
+        assert extensions is not None and set(extensions) == {"cost"}
+        assert extensions["cost"]["requested"] >= 0
+    return body
+
+
 async def graphql(
     client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     response = await client.post("/graphql", json={"query": query, "variables": variables or {}})
     assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return without_cost(response)
 
 
 def bearer(settings: Settings, role: str, **claims: Any) -> dict[str, str]:
@@ -157,5 +168,4 @@ async def graphql_as(
         "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
     )
     assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return without_cost(response)

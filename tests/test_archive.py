@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from gateway.settings import Settings
-from tests.conftest import CommandRecorder, bearer, graphql, graphql_as
+from tests.conftest import CommandRecorder, bearer, graphql, graphql_as, without_cost
 
 pytestmark = pytest.mark.usefixtures("seeded")
 
@@ -241,7 +241,11 @@ async def test_response_is_utf8_json_without_escapes(client: httpx.AsyncClient) 
     response = await client.post("/graphql", json={"query": NAME, "variables": {"uscc": HANGZHOU}})
     assert response.headers["content-type"] == "application/json"
     assert (
-        response.content == '{"data":{"enterprise":{"name":"杭州万邦网络科技有限公司"}}}'.encode()
+        response.content
+        == (
+            '{"data":{"enterprise":{"name":"杭州万邦网络科技有限公司"}},'
+            '"extensions":{"cost":{"requested":1,"limit":2000}}}'
+        ).encode()
     )
 
 
@@ -250,7 +254,7 @@ async def test_get_serves_queries(client: httpx.AsyncClient) -> None:
         "/graphql", params={"query": f'{{ enterprise(uscc: "{HANGZHOU}") {{ name }} }}'}
     )
     assert response.status_code == 200
-    assert response.json() == {"data": {"enterprise": {"name": "杭州万邦网络科技有限公司"}}}
+    assert without_cost(response) == {"data": {"enterprise": {"name": "杭州万邦网络科技有限公司"}}}
 
 
 async def test_request_id_is_echoed_or_minted(client: httpx.AsyncClient) -> None:

@@ -3,7 +3,7 @@ the number of enterprises: counted with a pymongo command listener and on the ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,9 +117,11 @@ def meter(
         meter.reads += 1
         return await get_many(self, keys)
 
-    async def counted_set(self: DocumentCache, items: dict[str, bytes]) -> None:
+    async def counted_set(
+        self: DocumentCache, items: dict[str, bytes], *, misses: Sequence[str] = ()
+    ) -> None:
         meter.writes += 1
-        await set_many(self, items)
+        await set_many(self, items, misses=misses)
 
     monkeypatch.setattr(DocumentCache, "get_many", counted_get)
     monkeypatch.setattr(DocumentCache, "set_many", counted_set)
