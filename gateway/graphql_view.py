@@ -287,6 +287,9 @@ class GraphQLView:
         if not _public_schema(settings, viewer):
             for error in body.get("errors", ()):
                 error["message"] = _SUGGESTION.sub("", error["message"])
+        status = _status(body)
+        if status != 200:
+            body.pop("data", None)  # refused before execution: nothing was executed
         headers = {}
         allowance = context.report.allowance
         if allowance is not None:
@@ -294,7 +297,7 @@ class GraphQLView:
         # Written after the response is sent: auditing never delays an answer.
         return Response(
             orjson.dumps(body),
-            status_code=_status(body),
+            status_code=status,
             headers=headers,
             media_type="application/json",
             background=BackgroundTask(write_audit, runtime.sources, audit) if audit else None,

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         default=10, ge=1, le=100, description="Most operations in one document."
     )
     cost_limit_anonymous: int = Field(
-        default=2_000, ge=1, description="Largest cost of one operation, anonymous viewer."
+        default=1_200, ge=1, description="Largest cost of one operation, anonymous viewer."
     )
     cost_limit_member: int = Field(
         default=10_000, ge=1, description="Largest cost of one operation, member or owner."
@@ -135,7 +135,7 @@ class Settings(BaseSettings):
 
     # --- Rate limits, in cost units per window (limits notation, ';' between windows). ---
     rate_limit_anonymous: str = Field(
-        default="6000/minute;6000/hour",
+        default="1200/minute;4000/hour",
         description="Cost units per anonymous client (by IP) and window.",
     )
     rate_limit_member: str = Field(

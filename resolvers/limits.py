@@ -12,12 +12,13 @@ checked against the viewer kind's budget, and spent against the client's rate li
 Each refusal is one error with its own ``extensions.code`` and the limit in its
 message; the HTTP view turns it into a 4xx. The cost goes out in ``extensions.cost``.
 
-Cost: every object a field can return counts 1, multiplied by the list sizes above it.
+Cost: every object a field can return counts its type's weight (1, or ``TYPE_WEIGHTS``),
+multiplied by the list sizes above it.
 A size is an argument (``first``, or the length of ``usccs`` / ``ids``), the argument's
 default, or for a list without one its declared size (``LIST_SIZES``). A connection's
 ``first`` sizes the lists under it (``edges``), not the connection object itself.
-Scalars are free. So ``integrityBadges(usccs: [100 codes]) { name }`` costs 100 and
-``enterprises(first: 10) { edges { node { name } } }`` costs 1 + 10 + 10.
+Scalars are free. So ``integrityBadges(usccs: [100 codes]) { name }`` costs 100 × 10 and
+``enterprises(first: 10) { edges { node { name } } }`` costs 1 + 10 + 10 × 10.
 """
 
 from __future__ import annotations
@@ -59,13 +60,25 @@ from gateway.limits import OperationBudget
 from gateway.viewer import Operator
 from resolvers.errors import ErrorCode
 
-__all__ = ["LIST_SIZES", "OperationLimits", "Shape", "operation_cost", "operation_shape"]
+__all__ = [
+    "LIST_SIZES",
+    "TYPE_WEIGHTS",
+    "OperationLimits",
+    "Shape",
+    "operation_cost",
+    "operation_shape",
+]
 
 #: Arguments whose value is the size of the list a field returns (or, on a
 #: connection, of the lists under it).
 SIZE_ARGUMENTS = ("first", "usccs", "ids")
 #: Lists of objects that take no size argument, and how long they can be.
 LIST_SIZES = {"businessFiles": 4}
+#: What one object of a type costs; every other type costs 1. An enterprise is what the
+#: service agreement forbids harvesting (clause 2.2(2)), so each one a response can
+#: carry costs ten times a part of one: a crawler pays per enterprise, a person reading
+#: an archive page pays mostly for its parts. An abstract type costs its dearest member.
+TYPE_WEIGHTS = {"Enterprise": 10, "IntegrityBadge": 10}
 #: Introspection is governed by its own rule (operators and dev mode only, in
 #: production); its fields are not counted in depth or cost.
 _INTROSPECTION = ("__schema", "__type")
@@ -268,6 +281,11 @@ def operation_cost(
     }
     values = variables or {}
 
+    def weight(named: Any) -> int:
+        if isinstance(named, GraphQLObjectType):
+            return TYPE_WEIGHTS.get(named.name, 1)
+        return max((weight(member) for member in schema.get_possible_types(named)), default=1)
+
     def cost(node: SelectionSetNode | None, parent: Any, pending: int | None) -> int:
         if node is None:
             return 0
@@ -286,7 +304,7 @@ def operation_cost(
                 if not is_composite_type(named):
                     continue
                 size, passed = _size(child, definition, values, pending)
-                total += size * (1 + cost(child.selection_set, named, passed))
+                total += size * (weight(named) + cost(child.selection_set, named, passed))
             elif isinstance(child, InlineFragmentNode):
                 condition = child.type_condition
                 target = schema.get_type(condition.name.value) if condition else parent
@@ -342,11 +360,12 @@ class OperationLimits(SchemaExtension):
         execution_context = self.execution_context
         query = execution_context.query
         parsed = _parse(query, self._budget().tokens) if query is not None else None
+        if isinstance(parsed, tuple):
+            # Raised from the hook, Strawberry answers with this error alone.
+            raise LimitError(*parsed)
         if isinstance(parsed, DocumentNode):
             execution_context.graphql_document = parsed
         yield
-        if isinstance(parsed, tuple):
-            execution_context.pre_execution_errors = [LimitError(*parsed)]
 
     async def on_validate(self) -> Any:
         execution_context = self.execution_context

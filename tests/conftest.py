@@ -7,6 +7,7 @@ request cost.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -78,6 +79,11 @@ def settings(stores: Stores) -> Settings:
         redis_url=stores.redis_url,
         gateway_data_dir=stores.data_dir,
         gateway_seed_enterprises=0,
+        # The suite sends thousands of requests from one address: the limiter still
+        # counts (and is tested with its defaults in test_rate_limits.py), never refuses.
+        rate_limit_anonymous="10000000/minute",
+        rate_limit_member="10000000/minute",
+        rate_limit_service="10000000/minute",
     )
 
 
@@ -169,3 +175,21 @@ async def graphql_as(
     )
     assert response.status_code == 200, response.text
     return without_cost(response)
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[str]:
+    """A MongoDB URL whose server accepts connections and never answers: a hung source."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()

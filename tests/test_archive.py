@@ -244,7 +244,7 @@ async def test_response_is_utf8_json_without_escapes(client: httpx.AsyncClient) 
         response.content
         == (
             '{"data":{"enterprise":{"name":"杭州万邦网络科技有限公司"}},'
-            '"extensions":{"cost":{"requested":1,"limit":2000}}}'
+            '"extensions":{"cost":{"requested":10,"limit":1200}}}'
         ).encode()
     )
 

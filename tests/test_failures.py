@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,24 +21,6 @@ query($u: USCC!) {
   enterprise(uscc: $u) { name integrityLevel { grade } businessFiles { platform storeCount } }
 }
 """
-
-
-@pytest.fixture
-async def silent_server() -> AsyncIterator[str]:
-    """A MongoDB URL whose server accepts connections and never answers: a hung source."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
 
 
 def _errors(body: dict[str, Any]) -> list[tuple[str, list[Any], str]]:
