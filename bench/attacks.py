@@ -150,6 +150,20 @@ async def main() -> None:
             "one field repeated 100,000 times",
             sender(json.dumps({"query": "{" + " __typename" * 100_000 + "}"}).encode()),
         )
+        # The largest shape the default limits let through, new text each time (so
+        # neither the parse nor the validation cache helps): 120 × region { code }.
+        variant = iter(range(10**6))
+
+        async def widest() -> int:
+            fields = "region { code } " * 119 + " " * next(variant) + "region { code }"
+            query = f'{{ enterprise(uscc: "{HANGZHOU}") {{ {fields} }} }}'
+            address = f"203.1.{next(variant) % 250}.{next(variant) % 250 + 1}"
+            response = await http.post(
+                url, content=json.dumps({"query": query}), headers=client_headers(address)
+            )
+            return response.status_code
+
+        await under_attack(http, url, args.pid, "240 field selections, fresh text", widest)
         deep = '{"query": "{ __typename }", "variables": ' + '{"x":' * 990 + "1" + "}" * 991
         await under_attack(http, url, args.pid, "variables nested 990 deep", sender(deep.encode()))
 

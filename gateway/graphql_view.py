@@ -49,6 +49,7 @@ REFUSAL_STATUS = {
     ErrorCode.TOO_MANY_ALIASES.value: 400,
     ErrorCode.TOO_MANY_ROOT_FIELDS.value: 400,
     ErrorCode.TOO_MANY_DIRECTIVES.value: 400,
+    ErrorCode.TOO_MANY_FIELDS.value: 400,
     ErrorCode.TOO_MANY_OPERATIONS.value: 400,
     ErrorCode.COST_LIMIT_EXCEEDED.value: 400,
 }

@@ -39,6 +39,7 @@ class OperationBudget:
     aliases: int
     root_fields: int
     directives: int
+    fields: int
     operations: int
     #: Largest cost of one operation, by viewer kind.
     cost: Mapping[str, int]
@@ -52,6 +53,7 @@ class OperationBudget:
             aliases=settings.limit_aliases,
             root_fields=settings.limit_root_fields,
             directives=settings.limit_directives,
+            fields=settings.limit_fields,
             operations=settings.limit_operations,
             cost={
                 "anonymous": settings.cost_limit_anonymous,

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         default=10, ge=1, le=1_000, description="Most fields at the operation's root."
     )
     limit_directives: int = Field(default=20, ge=0, le=1_000, description="Most directives.")
+    limit_fields: int = Field(
+        default=250,
+        ge=1,
+        le=100_000,
+        description="Most field selections, fragments expanded (validation is quadratic in them).",
+    )
     limit_operations: int = Field(
         default=10, ge=1, le=100, description="Most operations in one document."
     )

@@ -2,7 +2,7 @@
 
 Order matters, and is the reason this is one extension rather than a stack of
 Strawberry's limiters: the shape checks (depth, aliases, root fields, directives,
-operations per document) run on the parsed document *before* graphql-core's
+field selections, operations per document) run on the parsed document *before* graphql-core's
 validation, whose overlapping-fields rule is quadratic in the fields of a selection;
 the token limit stops the parser itself (the parse option Strawberry's
 ``MaxTokensLimiter`` sets); parses and validations are cached (as ``ParserCache`` and
@@ -99,15 +99,19 @@ class Shape:
     aliases: int = 0
     root_fields: int = 0
     directives: int = 0
+    #: Field selections, leaves included: graphql-core's overlapping-fields check is
+    #: quadratic in them, so they are bounded before it runs.
+    fields: int = 0
 
 
 def _combine(shapes: Iterator[Shape]) -> Shape:
-    depth = aliases = directives = 0
+    depth = aliases = directives = fields = 0
     for shape in shapes:
         depth = max(depth, shape.depth)
         aliases += shape.aliases
         directives += shape.directives
-    return Shape(depth=depth, aliases=aliases, directives=directives)
+        fields += shape.fields
+    return Shape(depth=depth, aliases=aliases, directives=directives, fields=fields)
 
 
 def _select(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -137,7 +141,7 @@ def operation_shape(document: DocumentNode, operation_name: str | None) -> Shape
         try:
             own = len(found.directives or ())
             inner = selections(found.selection_set)
-            return Shape(inner.depth, inner.aliases, 0, inner.directives + own)
+            return Shape(inner.depth, inner.aliases, 0, inner.directives + own, inner.fields)
         finally:
             visiting.discard(name)
 
@@ -151,20 +155,22 @@ def operation_shape(document: DocumentNode, operation_name: str | None) -> Shape
     def selection(node: Any) -> Shape:
         own = len(node.directives or ())
         if isinstance(node, FieldNode):
+            aliased = int(node.alias is not None)
             if node.name.value in _INTROSPECTION:
-                return Shape(depth=1, aliases=int(node.alias is not None), directives=own)
+                return Shape(depth=1, aliases=aliased, directives=own, fields=1)
             inner = selections(node.selection_set)
             return Shape(
                 inner.depth + 1,
-                inner.aliases + int(node.alias is not None),
+                inner.aliases + aliased,
                 0,
                 inner.directives + own,
+                inner.fields + 1,
             )
         if isinstance(node, FragmentSpreadNode):
             inner = fragment(node.name.value)
         else:
             inner = selections(node.selection_set)
-        return Shape(inner.depth, inner.aliases, 0, inner.directives + own)
+        return Shape(inner.depth, inner.aliases, 0, inner.directives + own, inner.fields)
 
     whole = selections(operation.selection_set)
     return Shape(
@@ -172,6 +178,7 @@ def operation_shape(document: DocumentNode, operation_name: str | None) -> Shape
         aliases=whole.aliases,
         root_fields=_root_fields(operation.selection_set, fragments, set()),
         directives=whole.directives + len(operation.directives or ()),
+        fields=whole.fields,
     )
 
 
@@ -331,6 +338,7 @@ def _refusal(budget: OperationBudget, shape: Shape, operations: int) -> LimitErr
         (shape.aliases, budget.aliases, ErrorCode.TOO_MANY_ALIASES, "aliases"),
         (shape.root_fields, budget.root_fields, ErrorCode.TOO_MANY_ROOT_FIELDS, "root fields"),
         (shape.directives, budget.directives, ErrorCode.TOO_MANY_DIRECTIVES, "directives"),
+        (shape.fields, budget.fields, ErrorCode.TOO_MANY_FIELDS, "field selections"),
     )
     for found, allowed, code, what in checks:
         if found > allowed:

@@ -26,6 +26,7 @@ TIGHT = {
     "limit_root_fields": 3,
     "limit_directives": 2,
     "limit_operations": 2,
+    "limit_fields": 7,
 }
 
 
@@ -90,6 +91,15 @@ CASES = [
         f'{{ enterprise(uscc: "{HANGZHOU}") @include(if: true) {{ name @skip(if: false) }} }}',
         "TOO_MANY_DIRECTIVES",
         "The operation has 3 directives; at most 2 allowed.",
+    ),
+    (
+        "field selections, leaves and fragments counted",
+        f'{{ enterprise(uscc: "{HANGZHOU}") {{ name region {{ code name }} ...R }} }} '
+        "fragment R on Enterprise { region { code } }",
+        f'{{ enterprise(uscc: "{HANGZHOU}") {{ name region {{ code name }} ...R ...R }} }} '
+        "fragment R on Enterprise { region { code } }",
+        "TOO_MANY_FIELDS",
+        "The operation has 9 field selections; at most 7 allowed.",
     ),
     (
         "operations per document",
