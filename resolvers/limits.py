@@ -209,8 +209,21 @@ def _count_tokens(query: str, limit: int) -> int:
     return count
 
 
-@functools.lru_cache(maxsize=1024)
+#: Operations up to this long are parsed and validated once and cached (an app's
+#: operations are far shorter); a longer one is parsed each time. A parsed document
+#: takes about a hundred times its text in memory, so this and the cache size bound
+#: what unique texts can make the caches hold (256 × 4 KiB × ~100 ≈ 100 MB at worst).
+CACHED_QUERY_CHARS = 4096
+_CACHE_SIZE = 256
+
+
 def _parse(query: str, max_tokens: int) -> DocumentNode | tuple[ErrorCode, str] | None:
+    if len(query) <= CACHED_QUERY_CHARS:
+        return _parse_cached(query, max_tokens)
+    return _parse_document(query, max_tokens)
+
+
+def _parse_document(query: str, max_tokens: int) -> DocumentNode | tuple[ErrorCode, str] | None:
     """The parsed document (cached, as Strawberry's ``ParserCache`` would), or the
     refusal of a document over the token limit, or ``None`` for a syntax error (the
     executor parses again and reports it as graphql-core words it). The parser stops
@@ -326,9 +339,9 @@ def operation_cost(
     return cost(operation.selection_set, root, None)
 
 
-@functools.lru_cache(maxsize=1024)
-def _validate(schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> Any:
-    return validate_document(schema, document, rules)
+_parse_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_parse_document)
+#: Keyed by the document: only cached (short) documents are validated through it.
+_validate_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(validate_document)
 
 
 def _refusal(budget: OperationBudget, shape: Shape, operations: int) -> LimitError | None:
@@ -389,7 +402,9 @@ class OperationLimits(SchemaExtension):
             execution_context.pre_execution_errors = [refusal]
             yield
             return
-        errors = _validate(
+        query = execution_context.query or ""
+        validate = _validate_cached if len(query) <= CACHED_QUERY_CHARS else validate_document
+        errors = validate(
             execution_context.schema._schema, document, tuple(execution_context.validation_rules)
         )
         execution_context.pre_execution_errors = list(errors)
