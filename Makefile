@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint schema clean
+.PHONY: install run test lint schema bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -20,6 +20,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The gateway against the floor of its stack (bench/speed.py); needs wrk (apt-get install wrk).
+bench: install
+	$(BIN)/python bench/speed.py
 
 lint: install
 	$(BIN)/ruff check gateway resolvers loaders tests

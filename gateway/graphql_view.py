@@ -190,6 +190,14 @@ def _public_schema(settings: Settings, viewer: Viewer) -> bool:
     return settings.gateway_dev_mode or isinstance(viewer, Operator)
 
 
+def _document_order(error: Mapping[str, Any]) -> tuple[Any, ...]:
+    locations = error.get("locations") or [{"line": 0, "column": 0}]
+    path = tuple(
+        (0, step, "") if isinstance(step, int) else (1, 0, step) for step in error.get("path") or ()
+    )
+    return (locations[0]["line"], locations[0]["column"], path)
+
+
 def _status(body: Mapping[str, Any]) -> int:
     errors = body.get("errors")
     if body.get("data") is None and errors:
@@ -285,6 +293,10 @@ class GraphQLView:
         except CannotGetOperationTypeError as exc:
             return _error_response(400, "BAD_REQUEST", exc.as_http_error_reason())
         body: dict[str, Any] = dict(process_result(result))
+        if "errors" in body:
+            # Raised in whatever order fields finished; sent in document order, so the
+            # same request always gets the same bytes.
+            body["errors"].sort(key=_document_order)
         if not _public_schema(settings, viewer):
             for error in body.get("errors", ()):
                 error["message"] = _SUGGESTION.sub("", error["message"])

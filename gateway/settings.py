@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     )
     limit_directives: int = Field(default=20, ge=0, le=1_000, description="Most directives.")
     limit_fields: int = Field(
-        default=150,
+        default=120,
         ge=1,
         le=100_000,
         description="Most field selections, fragments expanded (validation is quadratic in them).",

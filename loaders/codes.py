@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
+from loaders.regions import PROVINCES
+
 __all__ = [
     "EntityKind",
     "IdNumberError",
@@ -29,11 +31,7 @@ _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 #: GB/T 2260 province-level codes of the mainland, and 10 for subjects registered nationally
 #: (SAMR). 71 (Taiwan), 81 (Hong Kong) and 82 (Macao) are outside the service (clause 1.12).
-MAINLAND_PROVINCES = frozenset(
-    {"10", "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36",
-     "37", "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63",
-     "64", "65"}
-)  # fmt: skip
+MAINLAND_PROVINCES = frozenset(PROVINCES) | {"10"}
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 

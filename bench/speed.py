@@ -1,0 +1,345 @@
+"""`make bench`: the gateway against the floor of its stack, scenario by scenario.
+
+Starts embedded MongoDB-wire and Redis servers, seeds 10,000 enterprises, then runs the
+gateway in production settings (dev mode off, a JWKS file, one uvicorn worker, rate
+limits raised so the limiter is measured but never refuses) and the floor
+(bench/floor.py) against the same stores. For each scenario (bench/scenarios.py) it
+warms Redis through the gateway, checks that floor and gateway answer byte-identical
+JSON for a sample of requests, then drives each with wrk (bodies drawn at random from
+the seeded USCCs), interleaved F, G, F, G, F, G, and reports medians: requests/s, p50,
+p99, the gateway/floor ratio, MongoDB finds and Redis commands per gateway request, and
+the gateway's RSS. `archive-cold` flushes Redis before each request (gateway only: the
+floor has no answer without Redis). Results go to bench/results/latest.json.
+
+Needs wrk (Debian: `apt-get install wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import MongoClient
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.scenarios import SCENARIOS, Scenario  # noqa: E402
+from gateway.devkeys import dev_jwks, mint_role_token  # noqa: E402
+from gateway.embedded import EmbeddedMongo, EmbeddedRedis, free_port  # noqa: E402
+from gateway.settings import Settings, Source  # noqa: E402
+from gateway.sources import Sources  # noqa: E402
+from loaders.search import Criteria  # noqa: E402
+from loaders.seed import seed  # noqa: E402
+from resolvers.search import encode_cursor  # noqa: E402
+
+CURSOR_SECRET = "bench-cursor-secret"
+UNLIMITED = "1000000000/minute"
+BODIES = {"badge": 2000, "badges-100": 300, "archive-public": 2000, "archive-whole": 1000}
+SEARCH_BODIES = 100
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_for_port(port: int, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+@contextmanager
+def process(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[int]:
+    with log.open("w") as out:
+        child = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out)
+        try:
+            wait_for_port(port)
+            yield child.pid
+        finally:
+            child.terminate()
+            child.wait(timeout=30)
+
+
+def bodies(scenario: Scenario, usccs: list[str], key: bytes) -> list[dict[str, Any]]:
+    rng = random.Random(scenario.name)
+    if scenario.usccs is None:  # a search page after a random enterprise
+        ordered = sorted(usccs)
+        starts = rng.sample(ordered[:-60], SEARCH_BODIES)
+        return [
+            {"query": scenario.query, "variables": {"a": encode_cursor(key, Criteria(), u, 1)}}
+            for u in starts
+        ]
+    count = BODIES[scenario.name]
+    if scenario.usccs == 0:
+        return [
+            {"query": scenario.query, "variables": {"u": rng.choice(usccs)}} for _ in range(count)
+        ]
+    return [
+        {"query": scenario.query, "variables": {"u": rng.sample(usccs, scenario.usccs)}}
+        for _ in range(count)
+    ]
+
+
+LUA = """
+local bodies = {}
+for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+%(auth)s
+function init(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16)) end
+function request() return wrk.format(nil, "%(path)s", nil, bodies[math.random(#bodies)]) end
+"""
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    def ms(value: str) -> float:
+        number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    if "Non-2xx" in output:
+        raise RuntimeError(f"wrk saw errors:\n{output}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50": ms(re.search(r"\s50%\s+(\S+)", output).group(1)),  # type: ignore[union-attr]
+        "p99": ms(re.search(r"\s99%\s+(\S+)", output).group(1)),  # type: ignore[union-attr]
+    }
+
+
+def run_wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return parse_wrk(output)
+
+
+async def post_all(
+    url: str, payloads: list[dict[str, Any]], headers: dict[str, str], concurrency: int = 8
+) -> list[bytes]:
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=120) as http:
+
+        async def one(payload: dict[str, Any]) -> bytes:
+            async with semaphore:
+                response = await http.post(url, json=payload, headers=headers)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{url}: {response.status_code} {response.text[:300]}")
+                return response.content
+
+        return await asyncio.gather(*(one(payload) for payload in payloads))
+
+
+def counters(mongo: MongoClient[Any], redis: Redis) -> tuple[int, int]:
+    finds = int(mongo.admin.command("serverStatus")["opcounters"]["query"])
+    stats = redis.info("commandstats")
+    calls = sum(int(value["calls"]) for value in stats.values())  # type: ignore[union-attr]
+    return finds, calls
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--enterprises", type=int, default=10_000)
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="F, G pairs per scenario")
+    parser.add_argument("--only", nargs="*", help="scenarios to run (default: all)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("make bench needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+    chosen = [SCENARIOS[name] for name in (args.only or SCENARIOS)]
+    results: dict[str, Any] = {"enterprises": args.enterprises, "scenarios": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        data = Path(tmp)
+        with EmbeddedMongo(data / "mongodb") as mongo, EmbeddedRedis(data / "redis") as red:
+            assert isinstance(mongo, EmbeddedMongo) and isinstance(red, EmbeddedRedis)
+            dev = Settings(
+                mongodb_url=mongo.url,
+                redis_url=red.url,
+                gateway_data_dir=data,
+                gateway_seed_enterprises=0,
+            )
+            started = time.perf_counter()
+
+            async def seeded() -> list[str]:
+                sources = Sources({s: mongo.url for s in Source}, timeout_ms=60_000, bulk=True)
+                try:
+                    await seed(sources, enterprises=args.enterprises, random_seed=1)
+                    cursor = sources.db(Source.REGISTRY)["enterprises"].find({}, {"_id": 1})
+                    return [doc["_id"] async for doc in cursor]
+                finally:
+                    await sources.close()
+
+            usccs = asyncio.run(seeded())
+            print(f"seeded {len(usccs)} enterprises in {time.perf_counter() - started:.0f}s")
+            jwks = data / "jwks.json"
+            jwks.write_text(json.dumps(dev_jwks(dev.dev_keys_dir)))
+            member = {"authorization": f"Bearer {mint_role_token(dev, 'member', subject='bench')}"}
+            gateway_port, floor_port = free_port(), free_port()
+            gateway_env = {
+                "MONGODB_URL": mongo.url,
+                "REDIS_URL": red.url,
+                "GATEWAY_DEV_MODE": "false",
+                "AUTH_JWKS_FILE": str(jwks),
+                "GATEWAY_DATA_DIR": str(data),
+                "GATEWAY_SEED_ENTERPRISES": "0",
+                "GATEWAY_LOG_LEVEL": "WARNING",
+                "CURSOR_SECRET": CURSOR_SECRET,
+                "RATE_LIMIT_ANONYMOUS": UNLIMITED,
+                "RATE_LIMIT_MEMBER": UNLIMITED,
+                "RATE_LIMIT_SERVICE": UNLIMITED,
+                "MONGODB_TIMEOUT_MS": "10000",
+                "REQUEST_DEADLINE_MS": "30000",
+            }
+            gateway_cmd = [
+                str(ROOT / ".venv/bin/integrity-gateway"),
+                "serve",
+                "--port",
+                str(gateway_port),
+            ]
+            floor_cmd = [
+                sys.executable, str(ROOT / "bench/floor.py"), "--port", str(floor_port),
+                "--redis", red.url, "--cursor-secret", CURSOR_SECRET,
+            ]  # fmt: skip
+            mongo_client: MongoClient[Any] = MongoClient(mongo.url)
+            redis = Redis.from_url(red.url)
+            with (
+                process(
+                    gateway_cmd, gateway_env, gateway_port, data / "gateway.log"
+                ) as gateway_pid,
+                process(floor_cmd, {"PYTHONPATH": str(ROOT)}, floor_port, data / "floor.log"),
+            ):
+                rss_start = rss_mb(gateway_pid)
+                gateway_url = f"http://127.0.0.1:{gateway_port}/graphql"
+                for scenario in chosen:
+                    floor_url = f"http://127.0.0.1:{floor_port}/{scenario.name}"
+                    headers = member if scenario.viewer == "member" else {}
+                    payloads = bodies(scenario, usccs, CURSOR_SECRET.encode())
+                    asyncio.run(post_all(gateway_url, payloads, headers))  # warm Redis
+                    sample = payloads[:: max(1, len(payloads) // 50)]
+                    via_gateway = asyncio.run(post_all(gateway_url, sample, headers))
+                    via_floor = asyncio.run(post_all(floor_url, sample, headers))
+                    for payload, ours, theirs in zip(sample, via_gateway, via_floor, strict=True):
+                        if ours != theirs:
+                            print(f"{scenario.name}: floor and gateway differ for {payload}")
+                            at = next(
+                                (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b),
+                                min(len(ours), len(theirs)),
+                            )
+                            start = max(0, at - 200)
+                            print(f"first difference at byte {at}:")
+                            print(f"gateway: {ours[start : at + 300].decode(errors='replace')}")
+                            print(f"floor:   {theirs[start : at + 300].decode(errors='replace')}")
+                            return 1
+                    # Round trips of one warm request, measured over the sample.
+                    before = counters(mongo_client, redis)
+                    asyncio.run(post_all(gateway_url, sample, headers, concurrency=1))
+                    after = counters(mongo_client, redis)
+                    finds = (after[0] - before[0]) / len(sample)
+                    commands = (after[1] - before[1] - 1) / len(sample)  # less INFO itself
+                    body_file = data / f"{scenario.name}.jsonl"
+                    body_file.write_text(
+                        "\n".join(json.dumps(p, ensure_ascii=False) for p in payloads)
+                    )
+                    auth = (
+                        f'wrk.headers["Authorization"] = "{headers["authorization"]}"'
+                        if headers
+                        else ""
+                    )
+                    runs: dict[str, list[dict[str, float]]] = {"floor": [], "gateway": []}
+                    for _ in range(args.rounds):
+                        for target, url, path in (
+                            ("floor", f"http://127.0.0.1:{floor_port}", f"/{scenario.name}"),
+                            ("gateway", f"http://127.0.0.1:{gateway_port}", "/graphql"),
+                        ):
+                            script = data / f"{scenario.name}-{target}.lua"
+                            script.write_text(
+                                LUA % {"bodies": body_file, "auth": auth, "path": path}
+                            )
+                            runs[target].append(
+                                run_wrk(url, script, args.duration, args.connections)
+                            )
+                    summary = {
+                        target: {
+                            metric: statistics.median(run[metric] for run in samples)
+                            for metric in ("rps", "p50", "p99")
+                        }
+                        for target, samples in runs.items()
+                    }
+                    row = {
+                        "description": scenario.description,
+                        **summary,
+                        "ratio": summary["gateway"]["rps"] / summary["floor"]["rps"],
+                        "mongodb_finds_per_request": finds,
+                        "redis_commands_per_request": commands,
+                        "gateway_rss_mb": rss_mb(gateway_pid),
+                    }
+                    results["scenarios"][scenario.name] = row
+                    print(
+                        f"{scenario.name:15} floor {summary['floor']['rps']:7.0f} req/s   "
+                        f"gateway {summary['gateway']['rps']:7.0f} req/s "
+                        f"(p50 {summary['gateway']['p50']:6.1f} ms, p99 {summary['gateway']['p99']:6.1f} ms)"
+                        f"   gateway/floor {row['ratio']:.2f}   finds/req {finds:.2f}   "
+                        f"redis cmds/req {commands:.2f}   RSS {row['gateway_rss_mb']:.0f} MB",
+                        flush=True,
+                    )
+                # Cold: Redis flushed before each request, one client, gateway only.
+                whole = SCENARIOS["archive-whole"]
+                cold_payloads = bodies(whole, usccs, CURSOR_SECRET.encode())[:50]
+                samples = []
+                with httpx.Client(timeout=60) as http:
+                    for payload in cold_payloads:
+                        redis.flushdb()
+                        begun = time.perf_counter()
+                        http.post(gateway_url, json=payload, headers=member).raise_for_status()
+                        samples.append((time.perf_counter() - begun) * 1000)
+                cold = statistics.median(samples)
+                results["scenarios"]["archive-cold"] = {
+                    "description": "whole archive, member, Redis flushed before each request",
+                    "gateway": {"p50": cold},
+                }
+                print(
+                    f"{'archive-cold':15} gateway p50 {cold:.1f} ms (one client, Redis flushed each time)"
+                )
+                results["gateway_rss_mb"] = {"start": rss_start, "end": rss_mb(gateway_pid)}
+            redis.close()
+            mongo_client.close()
+    out = ROOT / "bench/results/latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
