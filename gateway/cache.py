@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
@@ -26,6 +27,17 @@ from redis.exceptions import RedisError
 __all__ = ["DocumentCache"]
 
 log = logging.getLogger(__name__)
+
+#: Keys one shared MGET may carry before the next call starts a batch of its own.
+_MAX_BATCH_KEYS = 2000
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The keys asked for in one turn of the event loop, and their answer."""
+
+    done: asyncio.Future[dict[str, bytes]]
+    keys: dict[str, None] = field(default_factory=dict)
 
 
 class DocumentCache:
@@ -47,6 +59,7 @@ class DocumentCache:
         self._probe_timeout_s = probe_timeout_s
         self._down_until = 0.0
         self._probing: asyncio.Task[None] | None = None
+        self._batch: _Batch | None = None
 
     @classmethod
     def from_url(
@@ -71,7 +84,7 @@ class DocumentCache:
         )
         probe = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         return cls(
-            Redis(connection_pool=pool),
+            Redis.from_pool(pool),  # owns the pool: closing the client closes it
             ttl_seconds=ttl_seconds,
             miss_ttl_seconds=miss_ttl_seconds,
             probe=probe,
@@ -101,19 +114,45 @@ class DocumentCache:
             )
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """The cached values of ``keys`` that are present, in one MGET."""
+        """The cached values of ``keys`` that are present.
+
+        Every call made in the same turn of the event loop shares one MGET: the loaders
+        of a request dispatch their batches together (aiodataloader schedules them on
+        the same tick), so a whole archive page costs one round trip per level of
+        the graph, not one per loader; concurrent requests share them too.
+        """
         if not keys or not self.available:
             return {}
+        batch = self._batch
+        if batch is None or len(batch.keys) >= _MAX_BATCH_KEYS:
+            batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_soon(self._flush, batch)
+        batch.keys.update(dict.fromkeys(keys))
+        found = await asyncio.shield(batch.done)
+        return {key: found[key] for key in keys if key in found}
+
+    def _flush(self, batch: _Batch) -> None:
+        if self._batch is batch:
+            self._batch = None
+        asyncio.get_running_loop().create_task(self._mget(batch))
+
+    async def _mget(self, batch: _Batch) -> None:
+        keys = list(batch.keys)
         try:
             values = await self._redis.mget(keys)
         except RedisError as exc:
             self.suspect("MGET", exc)
-            return {}
-        return {
-            key: value
-            for key, value in zip(keys, values, strict=True)
-            if isinstance(value, bytes)  # None: a miss (the client never decodes)
-        }
+            values = [None] * len(keys)
+        except BaseException:
+            batch.done.cancel()  # shut down mid-flight: the waiters are cancelled too
+            raise
+        batch.done.set_result(
+            {
+                key: value
+                for key, value in zip(keys, values, strict=True)
+                if isinstance(value, bytes)  # None: a miss (the client never decodes)
+            }
+        )
 
     async def set_many(self, items: Mapping[str, bytes], *, misses: Sequence[str] = ()) -> None:
         """Write back in one pipelined round trip: documents with the TTL, and the keys

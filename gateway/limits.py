@@ -117,8 +117,9 @@ class Limits:
             for client, limit in settings.rate_limit_service_clients.items()
         }
         self._shared: SlidingWindowCounterRateLimiter | None = None
+        self._storage: RedisStorage | None = None
         if redis_url is not None:
-            storage = RedisStorage(
+            storage = self._storage = RedisStorage(
                 f"async+{redis_url}",
                 implementation="redispy",
                 socket_timeout=0.5,
@@ -128,6 +129,12 @@ class Limits:
         self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
         #: Whose view of Redis's health to share: a dead Redis costs no timeout here.
         self._health = health
+
+    async def close(self) -> None:
+        """Close the shared storage's connections (the library has no call for it)."""
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
 
     def windows(self, viewer: Viewer) -> list[RateLimitItem]:
         """The windows a viewer's requests are counted in."""
@@ -166,17 +173,18 @@ class Limits:
         return bool(await self._call("hit", item, *identifiers))
 
     async def spend(self, viewer: Viewer, client_address: str, cost: int) -> Allowance:
-        """Spend ``cost`` units in every window of the viewer, or refuse.
+        """Spend ``cost`` units in each window of the viewer, in order, or refuse.
 
-        Every window is tested before any is charged, so a refused operation costs
-        nothing. A zero-cost operation (``__typename``) is counted as one unit: nobody
-        gets an unlimited stream of requests.
+        One round trip per window: the library's hit deducts only when the cost fits.
+        When a later window refuses, the earlier ones keep the charge (so a client over
+        its hourly budget also spends its minute's). A zero-cost operation
+        (``__typename``) counts one unit: nobody gets an unlimited stream of requests.
         """
         windows = self.windows(viewer)
         who = self.identity(viewer, client_address)
         units = max(cost, 1)
         for item in windows:
-            if not await self._call("test", item, *who, cost=units):
+            if not await self._call("hit", item, *who, cost=units):
                 stats: Any = await self._call("get_window_stats", item, *who)
                 reset_time, remaining = stats
                 return Allowance(
@@ -186,6 +194,4 @@ class Limits:
                     retry_after=max(1, math.ceil(float(reset_time) - time.time())),
                     policies=windows,
                 )
-        for item in windows:
-            await self._call("hit", item, *who, cost=units)
         return Allowance(allowed=True, limit=windows[0], policies=windows)

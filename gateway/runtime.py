@@ -74,12 +74,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             pool_timeout_s=settings.redis_pool_timeout_ms / 1000,
         )
         stack.push_async_callback(cache.close)
+        limits = Limits(settings, redis_url, health=cache)
+        stack.push_async_callback(limits.close)
         yield Runtime(
             settings=settings,
             sources=sources,
             cache=cache,
             authenticator=Authenticator.from_settings(settings),
-            limits=Limits(settings, redis_url, health=cache),
+            limits=limits,
             cursor_key=(
                 settings.cursor_secret.get_secret_value().encode()
                 if settings.cursor_secret is not None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from functools import cached_property
+from typing import TypeVar
 
 from gateway.cache import DocumentCache
 from gateway.settings import Source
 from gateway.sources import Sources
+from loaders.base import SourceLoader
 from loaders.identity import AuthenticationByUsccLoader
 from loaders.integrity import IntegrityLevelByUsccLoader, ServiceStatusByUsccLoader
 from loaders.platforms import PLATFORMS, PlatformLoaders
@@ -20,40 +22,65 @@ from loaders.registry import (
 
 __all__ = ["Loaders", "create_loaders"]
 
+L = TypeVar("L", bound=SourceLoader)
 
-@dataclass(frozen=True, slots=True)
+
 class Loaders:
-    """The loaders of one request; aiodataloader binds the running loop, so never share."""
+    """The loaders of one request; aiodataloader binds the running loop, so never share.
 
-    enterprise_by_uscc: EnterpriseByUsccLoader
-    change_records_by_uscc: ChangeRecordsByUsccLoader
-    change_record_by_id: ChangeRecordByIdLoader
-    legal_representative_by_uscc: LegalRepresentativeByUsccLoader
-    authentication_by_uscc: AuthenticationByUsccLoader
-    integrity_level_by_uscc: IntegrityLevelByUsccLoader
-    service_status_by_uscc: ServiceStatusByUsccLoader
-    platforms: Mapping[Source, PlatformLoaders]
-    #: When the request's time is up (``time.monotonic()``); None: no deadline.
-    deadline: float | None = None
+    Each loader is built the first time the request uses it: a badge needs four of the
+    forty, and building the rest cost a tenth of a small request.
+    """
+
+    def __init__(
+        self, sources: Sources, cache: DocumentCache, *, deadline: float | None = None
+    ) -> None:
+        self._sources = sources
+        self._cache = cache
+        #: When the request's time is up (``time.monotonic()``); None: no deadline.
+        self.deadline = deadline
+
+    def _make(self, loader: type[L]) -> L:
+        return loader(self._sources, self._cache, deadline=self.deadline)
+
+    @cached_property
+    def enterprise_by_uscc(self) -> EnterpriseByUsccLoader:
+        return self._make(EnterpriseByUsccLoader)
+
+    @cached_property
+    def change_records_by_uscc(self) -> ChangeRecordsByUsccLoader:
+        return self._make(ChangeRecordsByUsccLoader)
+
+    @cached_property
+    def change_record_by_id(self) -> ChangeRecordByIdLoader:
+        return self._make(ChangeRecordByIdLoader)
+
+    @cached_property
+    def legal_representative_by_uscc(self) -> LegalRepresentativeByUsccLoader:
+        return self._make(LegalRepresentativeByUsccLoader)
+
+    @cached_property
+    def authentication_by_uscc(self) -> AuthenticationByUsccLoader:
+        return self._make(AuthenticationByUsccLoader)
+
+    @cached_property
+    def integrity_level_by_uscc(self) -> IntegrityLevelByUsccLoader:
+        return self._make(IntegrityLevelByUsccLoader)
+
+    @cached_property
+    def service_status_by_uscc(self) -> ServiceStatusByUsccLoader:
+        return self._make(ServiceStatusByUsccLoader)
+
+    @cached_property
+    def platforms(self) -> Mapping[Source, PlatformLoaders]:
+        return {
+            source: PlatformLoaders(self._sources, self._cache, source, deadline=self.deadline)
+            for source in PLATFORMS
+        }
 
 
 def create_loaders(
     sources: Sources, cache: DocumentCache, *, deadline: float | None = None
 ) -> Loaders:
     """A request's loaders; ``deadline`` (``time.monotonic()``) bounds their reads."""
-    return Loaders(
-        enterprise_by_uscc=EnterpriseByUsccLoader(sources, cache, deadline=deadline),
-        change_records_by_uscc=ChangeRecordsByUsccLoader(sources, cache, deadline=deadline),
-        change_record_by_id=ChangeRecordByIdLoader(sources, cache, deadline=deadline),
-        legal_representative_by_uscc=LegalRepresentativeByUsccLoader(
-            sources, cache, deadline=deadline
-        ),
-        authentication_by_uscc=AuthenticationByUsccLoader(sources, cache, deadline=deadline),
-        integrity_level_by_uscc=IntegrityLevelByUsccLoader(sources, cache, deadline=deadline),
-        service_status_by_uscc=ServiceStatusByUsccLoader(sources, cache, deadline=deadline),
-        platforms={
-            source: PlatformLoaders.create(sources, cache, source, deadline=deadline)
-            for source in PLATFORMS
-        },
-        deadline=deadline,
-    )
+    return Loaders(sources, cache, deadline=deadline)

@@ -6,7 +6,7 @@ Every platform database has the same collections, except that Chengxintong exist
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -111,42 +111,57 @@ class CertificationByIdLoader(SourceLoader):
 L = TypeVar("L", bound=SourceLoader)
 
 
-@dataclass(frozen=True, slots=True)
 class PlatformLoaders:
-    """One platform's loaders; certifications and Chengxintong only where they exist."""
+    """One platform's loaders, each built on first use; certifications and Chengxintong
+    only where they exist (``None`` elsewhere)."""
 
-    statistics: StatisticsByUsccLoader
-    stores: StoresByUsccLoader
-    risk_records: RiskRecordsByUsccLoader
-    certifications: CertificationsByUsccLoader | None
-    chengxintong: ChengxintongByUsccLoader | None
-    store_by_id: StoreByIdLoader
-    risk_record_by_id: RiskRecordByIdLoader
-    certification_by_id: CertificationByIdLoader | None
-
-    @classmethod
-    def create(
-        cls,
+    def __init__(
+        self,
         sources: Sources,
         cache: DocumentCache,
         source: Source,
         *,
         deadline: float | None = None,
-    ) -> PlatformLoaders:
-        certifying = source in CERTIFYING_PLATFORMS
+    ) -> None:
+        self._sources = sources
+        self._cache = cache
+        self.source = source
+        self._deadline = deadline
+        self._certifying = source in CERTIFYING_PLATFORMS
 
-        def make(loader: type[L]) -> L:
-            return loader(sources, cache, source=source, deadline=deadline)
+    def _make(self, loader: type[L]) -> L:
+        return loader(self._sources, self._cache, source=self.source, deadline=self._deadline)
 
-        return cls(
-            statistics=make(StatisticsByUsccLoader),
-            stores=make(StoresByUsccLoader),
-            risk_records=make(RiskRecordsByUsccLoader),
-            certifications=make(CertificationsByUsccLoader) if certifying else None,
-            chengxintong=ChengxintongByUsccLoader(sources, cache, deadline=deadline)
-            if source == Source.PLATFORM_1688
-            else None,
-            store_by_id=make(StoreByIdLoader),
-            risk_record_by_id=make(RiskRecordByIdLoader),
-            certification_by_id=make(CertificationByIdLoader) if certifying else None,
-        )
+    @cached_property
+    def statistics(self) -> StatisticsByUsccLoader:
+        return self._make(StatisticsByUsccLoader)
+
+    @cached_property
+    def stores(self) -> StoresByUsccLoader:
+        return self._make(StoresByUsccLoader)
+
+    @cached_property
+    def risk_records(self) -> RiskRecordsByUsccLoader:
+        return self._make(RiskRecordsByUsccLoader)
+
+    @cached_property
+    def certifications(self) -> CertificationsByUsccLoader | None:
+        return self._make(CertificationsByUsccLoader) if self._certifying else None
+
+    @cached_property
+    def chengxintong(self) -> ChengxintongByUsccLoader | None:
+        if self.source != Source.PLATFORM_1688:
+            return None
+        return ChengxintongByUsccLoader(self._sources, self._cache, deadline=self._deadline)
+
+    @cached_property
+    def store_by_id(self) -> StoreByIdLoader:
+        return self._make(StoreByIdLoader)
+
+    @cached_property
+    def risk_record_by_id(self) -> RiskRecordByIdLoader:
+        return self._make(RiskRecordByIdLoader)
+
+    @cached_property
+    def certification_by_id(self) -> CertificationByIdLoader | None:
+        return self._make(CertificationByIdLoader) if self._certifying else None

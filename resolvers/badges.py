@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable
-from typing import Self
+from typing import Any, Self
 
 import strawberry
 
@@ -93,21 +92,58 @@ class IntegrityBadge:
         )
 
 
-async def _badge(info: Info, index: int, raw: str) -> IntegrityBadge | None:
-    try:
-        uscc = validate_uscc(raw)
-    except UsccError as exc:
-        raise bad_user_input(f"usccs[{index}]: {exc}") from None
+def _loaded(results: list[Any]) -> dict[str, Any] | BaseException:
+    """One loader's documents by USCC, or the exception that kept them from loading."""
+    keys, documents = results
+    if isinstance(documents, BaseException):
+        return documents
+    return dict(zip(keys, documents, strict=True))
+
+
+async def _badges(info: Info, usccs: list[str]) -> list[Any]:
+    """All badges in one step: each of the four loaders is asked for every USCC at once
+    (not one task per badge), and an invalid USCC or a failed source is an error at its
+    own index only."""
+    valid: dict[int, str] = {}
+    items: list[Any] = [None] * len(usccs)
+    for index, raw in enumerate(usccs):
+        try:
+            valid[index] = validate_uscc(raw)
+        except UsccError as exc:
+            # graphql-core reports an exception in a list as that item's error.
+            items[index] = bad_user_input(f"usccs[{index}]: {exc}")
+    keys = list(dict.fromkeys(valid.values()))
     loaders = info.context.loaders
-    enterprise, authentication, level, status = await asyncio.gather(
-        loaders.enterprise_by_uscc.load(uscc),
-        loaders.authentication_by_uscc.load(uscc),
-        loaders.integrity_level_by_uscc.load(uscc),
-        loaders.service_status_by_uscc.load(uscc),
+    sources = (
+        loaders.enterprise_by_uscc,
+        loaders.authentication_by_uscc,
+        loaders.integrity_level_by_uscc,
+        loaders.service_status_by_uscc,
     )
-    if enterprise is None:
-        return None
-    return IntegrityBadge.from_documents(enterprise, authentication, level, status)
+    loaded = await asyncio.gather(
+        *(loader.load_many(keys) for loader in sources), return_exceptions=True
+    )
+    enterprises, authentications, levels, statuses = (
+        _loaded([keys, documents]) for documents in loaded
+    )
+    for index, uscc in valid.items():
+        failed = next(
+            (found for found in (enterprises, authentications, levels, statuses)
+             if isinstance(found, BaseException)),
+            None,
+        )  # fmt: skip
+        if failed is not None:
+            items[index] = failed
+            continue
+        enterprise = enterprises[uscc]  # type: ignore[index]
+        if enterprise is not None:
+            items[index] = IntegrityBadge.from_documents(
+                enterprise,
+                authentications[uscc],  # type: ignore[index]
+                levels[uscc],  # type: ignore[index]
+                statuses[uscc],  # type: ignore[index]
+            )
+    return items
 
 
 @strawberry.type
@@ -118,10 +154,7 @@ class BadgeQuery:
         "BAD_USER_INPUT error at its own index (the others are served); an unknown one "
         "is null.",
     )
-    def integrity_badges(self, info: Info, usccs: list[str]) -> list[IntegrityBadge | None]:
+    async def integrity_badges(self, info: Info, usccs: list[str]) -> list[IntegrityBadge | None]:
         if len(usccs) > MAX_BADGES:
             raise bad_user_input(f"at most {MAX_BADGES} USCCs per call, got {len(usccs)}")
-        items: list[Awaitable[IntegrityBadge | None]] = [
-            _badge(info, index, raw) for index, raw in enumerate(usccs)
-        ]
-        return items  # type: ignore[return-value]  # each item resolves on its own
+        return await _badges(info, usccs)
