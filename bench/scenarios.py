@@ -35,8 +35,8 @@ WHOLE = """query($u: USCC!) { enterprise(uscc: $u) {
     chengxintong { buyerCount } certifications { edges { node { agency } } }
     riskRecords { edges { node { title } } } } } }"""
 SEARCH = """query($a: String) { enterprises(first: 50, after: $a) { edges { node { uscc name
-  identityAuthentication { verified } integrityLevel { grade } businessFiles { platform storeCount } } }
-  pageInfo { hasNextPage endCursor } } }"""
+  identityAuthentication { verified } integrityLevel { grade }
+  businessFiles { platform storeCount } } } pageInfo { hasNextPage endCursor } } }"""
 
 SCENARIOS = {
     scenario.name: scenario

@@ -166,8 +166,10 @@ class SourceLoader(DataLoader[Hashable, Any]):
             found.update(fetched)
             await self._documents.set_many(
                 {cache_keys[key]: pack(fetched[key]) for key in misses},
-                # Nothing there: remembered briefly, so probing cannot fill Redis.
-                misses=[cache_keys[key] for key in misses if fetched[key] in (None, [])],
+                # No such document: remembered briefly, so probing for codes that
+                # exist nowhere cannot fill Redis. (An empty list belongs to an
+                # enterprise that exists; it is kept like any document.)
+                misses=[cache_keys[key] for key in misses if fetched[key] is None],
             )
         return [found[key] for key in keys]
 

@@ -7,13 +7,15 @@ needs on top: argument errors with BAD_USER_INPUT, a page-size cap per kind of v
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import strawberry
-from strawberry.relay import ListConnection
+from strawberry.relay import Edge, ListConnection, PageInfo
 from strawberry.relay.types import PREFIX, NodeType
 from strawberry.relay.utils import from_base64
+from strawberry.types.base import StrawberryContainer, get_object_definition
 
 from gateway.viewer import Viewer
 from resolvers.errors import bad_user_input
@@ -70,12 +72,37 @@ class CountedListConnection(ListConnection[NodeType]):
         first: int,
         after: str | None,
     ) -> Self:
-        """Check the arguments, then load the whole list and slice one page of it."""
+        """Check the arguments, then load the whole list and slice one page of it.
+
+        The slicing is ``ListConnection.resolve_connection``'s for a list and `first`
+        / `after`, with the same cursors; done here because the library resolves the
+        generic edge type again on every call, which cost a seventh of an archive page.
+        """
         check_page_arguments(info.context.viewer, first, after)
         items = await load()
-        connection = cls.resolve_connection(
-            items, info=info, first=first, after=after, max_results=first
+        edge = _edge_class(cls)  # type: ignore[arg-type]  # classes are hashable
+        start = int(from_base64(after)[1]) + 1 if after is not None else 0
+        page = items[start : start + first]
+        edges = [edge.resolve_edge(node, cursor=start + i) for i, node in enumerate(page)]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+                has_previous_page=start > 0,
+                has_next_page=len(items) > start + first,
+            ),
+            total_count=len(items),
         )
-        assert isinstance(connection, cls)  # a list is sliced synchronously
-        connection.total_count = len(items)
-        return connection
+
+
+@functools.cache
+def _edge_class(connection: type[ListConnection[Any]]) -> type[Edge[Any]]:
+    """The concrete edge type of a connection class, resolved once."""
+    definition = get_object_definition(connection, strict=True)
+    field = definition.get_field("edges")
+    assert field is not None
+    edge: Any = field.resolve_type(type_definition=definition)
+    while isinstance(edge, StrawberryContainer):
+        edge = edge.of_type
+    return cast("type[Edge[Any]]", edge)
