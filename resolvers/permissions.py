@@ -63,8 +63,11 @@ class Decision(enum.Enum):
     FORBIDDEN = "FORBIDDEN"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Rule:
+    """Compared and hashed by identity: each field declares its own, once, and the
+    per-request decision cache looks rules up on every value it guards."""
+
     tier: Tier
     scopes: frozenset[str] = frozenset()
 
@@ -103,9 +106,15 @@ def _response_path(info: strawberry.Info) -> str:
     return ".".join(str(key) for key in info.path.as_list() if not isinstance(key, int))
 
 
-def enforce(info: strawberry.Info, rule: Rule, enterprise: str | None) -> None:
+def enforce(
+    info: strawberry.Info, rule: Rule, enterprise: str | None, *, at_field: bool = False
+) -> None:
     """Let the field at ``info.path`` through, auditing it if sensitive, or raise the
-    denial. Decided once per request for each (rule, enterprise), then looked up."""
+    denial. Decided once per request for each (rule, enterprise), then looked up.
+
+    ``at_field``: the denial belongs at ``info.path`` itself (a field's own check), so
+    it can be located once and shared; otherwise (an item of a list field) graphql-core
+    locates it at the item."""
     context = info.context
     key = (rule, enterprise if rule.per_enterprise else None)
     decision = context.decisions.get(key)
@@ -117,11 +126,39 @@ def enforce(info: strawberry.Info, rule: Rule, enterprise: str | None) -> None:
     if decision is Decision.ALLOW_AUDITED:
         context.audit.read(enterprise, _response_path(info))
         return
+    if not at_field:
+        raise GraphQLError(
+            _denial_message(info, rule, decision), extensions={"code": decision.value}
+        )
+    raise _denial(info, rule, decision)
+
+
+def _denial_message(info: strawberry.Info, rule: Rule, decision: Decision) -> str:
     if decision is Decision.UNAUTHENTICATED:
-        message = f"Log in to see {info.field_name} ({rule.describe()})."
-    else:
-        message = f"{info.field_name} needs {rule.describe()}."
-    raise GraphQLError(message, extensions={"code": decision.value})
+        return f"Log in to see {info.field_name} ({rule.describe()})."
+    return f"{info.field_name} needs {rule.describe()}."
+
+
+def _denial(info: strawberry.Info, rule: Rule, decision: Decision) -> GraphQLError:
+    """The denial of the value at ``info.path``, located in the document.
+
+    graphql-core would locate a plain error anew for each value (scanning the query
+    text each time); a hundred denied badges share one located error per field node
+    of the request, copied with each value's path, which graphql-core then keeps as is.
+    """
+    raw = info._raw_info
+    key = ("denial", id(raw.field_nodes[0]), decision)
+    template: GraphQLError | None = info.context.decisions.get(key)
+    if template is None:
+        message = _denial_message(info, rule, decision)
+        template = GraphQLError(message, raw.field_nodes, extensions={"code": decision.value})
+        info.context.decisions[key] = template
+    located = GraphQLError.__new__(GraphQLError)
+    Exception.__init__(located, template.message)
+    for slot in GraphQLError.__slots__:
+        setattr(located, slot, getattr(template, slot, None))
+    located.path = raw.path.as_list()
+    return located
 
 
 class VisibilityExtension(FieldExtension):
@@ -138,7 +175,7 @@ class VisibilityExtension(FieldExtension):
     def _check(self, source: Any, info: strawberry.Info, arguments: dict[str, Any]) -> None:
         # The enterprise the field belongs to: its object's, or a root field's argument.
         enterprise = getattr(source, "enterprise_uscc", None) or arguments.get("uscc")
-        enforce(info, self.rule, enterprise)
+        enforce(info, self.rule, enterprise, at_field=True)
 
     def resolve(
         self, next_: Callable[..., Any], source: Any, info: strawberry.Info, **kwargs: Any
