@@ -339,7 +339,15 @@ def operation_cost(
     return cost(operation.selection_set, root, None)
 
 
+def _measure(document: DocumentNode, operation_name: str | None) -> tuple[int, Shape]:
+    """How many operations the document holds, and the selected one's shape."""
+    operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+    return operations, operation_shape(document, operation_name)
+
+
 _parse_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_parse_document)
+#: Keyed by the (cached, so identical) document object and the operation name.
+_measure_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_measure)
 #: Keyed by the document: only cached (short) documents are validated through it.
 _validate_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(validate_document)
 
@@ -394,16 +402,16 @@ class OperationLimits(SchemaExtension):
         document = execution_context.graphql_document
         budget = self._budget()
         assert document is not None
-        operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
-        refusal = _refusal(
-            budget, operation_shape(document, execution_context.operation_name), operations
-        )
+        query = execution_context.query or ""
+        cached = len(query) <= CACHED_QUERY_CHARS
+        measure = _measure_cached if cached else _measure
+        operations, shape = measure(document, execution_context.operation_name)
+        refusal = _refusal(budget, shape, operations)
         if refusal is not None:
             execution_context.pre_execution_errors = [refusal]
             yield
             return
-        query = execution_context.query or ""
-        validate = _validate_cached if len(query) <= CACHED_QUERY_CHARS else validate_document
+        validate = _validate_cached if cached else validate_document
         errors = validate(
             execution_context.schema._schema, document, tuple(execution_context.validation_rules)
         )
