@@ -154,17 +154,24 @@ class DocumentCache:
             }
         )
 
-    async def set_many(self, items: Mapping[str, bytes], *, misses: Sequence[str] = ()) -> None:
-        """Write back in one pipelined round trip: documents with the TTL, and the keys
-        in ``misses`` (known to have no document) with the shorter miss TTL, so probing
-        for unknown keys cannot fill Redis."""
+    async def set_many(
+        self,
+        items: Mapping[str, bytes],
+        *,
+        misses: Sequence[str] = (),
+        ttl_seconds: int | None = None,
+    ) -> None:
+        """Write back in one pipelined round trip: documents with the TTL (or
+        ``ttl_seconds``), and the keys in ``misses`` (known to have no document) with
+        the shorter miss TTL, so probing for unknown keys cannot fill Redis."""
         if not items or not self.available:
             return
         short = set(misses)
+        ttl = ttl_seconds or self._ttl
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, value in items.items():
-                    pipe.set(key, value, ex=self._miss_ttl if key in short else self._ttl)
+                    pipe.set(key, value, ex=self._miss_ttl if key in short else ttl)
                 await pipe.execute()
         except RedisError as exc:
             self.suspect("SET", exc)

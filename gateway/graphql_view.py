@@ -2,10 +2,12 @@
 
 Written on Starlette rather than Strawberry's ASGI view because every step here must
 be able to refuse with its own status and a GraphQL-shaped body, before the next step
-costs anything: the body is counted while it is read (413), decoded strictly (400 for
-invalid UTF-8, JSON, shapes or nesting), the token verified (401), and only then the
-operation handed to Strawberry, whose OperationLimits extension measures, prices and
-rate-limits it (400 / 429). Execution runs under the request's deadline.
+costs anything: the request is read strictly (gateway/requests.py: 413, 415, 400), the
+token verified (401), a persisted operation looked up (gateway/persisted.py), and only
+then the operation handed to Strawberry, whose OperationLimits extension measures,
+prices and rate-limits it (400 / 429). Execution runs under the request's deadline.
+A GET answer says how it may be cached: publicly, for ``CACHE_MAX_AGE_SECONDS``, when
+an anonymous viewer asked for PUBLIC fields only and got no error; else not at all.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import asyncio
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,15 +32,17 @@ from strawberry.types.graphql import OperationType
 from gateway.admission import send_error
 from gateway.audit import AuditTrail
 from gateway.auth import TokenError
+from gateway.persisted import PersistedNotFound
+from gateway.requests import Operation, RequestRefused, read_operation
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.viewer import Operator, Viewer
+from gateway.viewer import Anonymous, Operator, Viewer
 from loaders import create_loaders
 from loaders.audit import write_audit
 from resolvers.context import Context
 from resolvers.errors import ErrorCode
 
-__all__ = ["GraphQLView", "RequestRefused", "json_depth"]
+__all__ = ["GraphQLView"]
 
 #: Refusals before execution, and the HTTP status each is answered with.
 REFUSAL_STATUS = {
@@ -58,130 +61,15 @@ _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 _DEADLINE_GRACE_S = 0.5
 
 
-class RequestRefused(Exception):
-    """The HTTP request cannot carry a GraphQL operation; answered before any work."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    query: str | None
-    variables: dict[str, Any] | None
-    operation_name: str | None
-    extensions: dict[str, Any] | None
-
-
-def json_depth(value: object, limit: int) -> int:
-    """How deeply ``value`` nests (a scalar is 0), counting no further than ``limit + 1``;
-    iterative, so no nesting can exhaust the stack."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        depth += 1
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        stack.extend((child, depth) for child in children)
-    return deepest
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    too_large = RequestRefused(
-        413, "BODY_TOO_LARGE", f"The request body is larger than {limit} bytes, the most allowed."
-    )
-    if declared is not None:
-        if not declared.isdigit():
-            raise RequestRefused(400, "BAD_REQUEST", "Content-Length is not a number.")
-        if int(declared) > limit:
-            raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _decode_json(raw: bytes | str, what: str) -> Any:
-    if isinstance(raw, bytes):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise RequestRefused(400, "BAD_REQUEST", f"The {what} is not valid UTF-8.") from None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise RequestRefused(400, "BAD_REQUEST", f"The {what} is not valid JSON.") from None
-
-
-def _payload(data: object, settings: Settings) -> Payload:
-    if isinstance(data, list):
-        raise RequestRefused(400, "BAD_REQUEST", "Batched operations are not supported.")
-    if not isinstance(data, dict):
-        raise RequestRefused(400, "BAD_REQUEST", "The request must be a JSON object.")
-    expected = {"query": str, "variables": dict, "operationName": str, "extensions": dict}
-    for key, kind in expected.items():
-        value = data.get(key)
-        if value is not None and not isinstance(value, kind):
-            noun = "a string" if kind is str else "an object"
-            raise RequestRefused(400, "BAD_REQUEST", f"`{key}` must be {noun} or null.")
-    limit = settings.limit_variables_depth
-    for key in ("variables", "extensions"):
-        depth = json_depth(data.get(key), limit)
-        if depth > limit:
-            raise RequestRefused(
-                400,
-                "VARIABLES_TOO_DEEP",
-                f"`{key}` nests deeper than {limit} levels, the most allowed.",
-            )
-    return Payload(
-        query=data.get("query"),
-        variables=data.get("variables"),
-        operation_name=data.get("operationName"),
-        extensions=data.get("extensions"),
-    )
-
-
-async def read_payload(request: Request, settings: Settings) -> Payload:
-    if request.method == "GET":
-        params = request.query_params
-        data: dict[str, Any] = {"query": params.get("query")}
-        data["operationName"] = params.get("operationName")
-        for key in ("variables", "extensions"):
-            raw = params.get(key)
-            data[key] = _decode_json(raw, f"`{key}` parameter") if raw else None
-        return _payload(data, settings)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        # Also what keeps cross-site "simple" requests (forms) from running operations.
-        raise RequestRefused(
-            415, "UNSUPPORTED_MEDIA_TYPE", "Send the operation as application/json."
-        )
-    body = await _read_body(request, settings.limit_body_bytes)
-    return _payload(_decode_json(body, "request body"), settings)
-
-
 def _wants_ide(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
+    """A browser opening the endpoint: a GET that asks for HTML and carries no operation
+    (neither a document nor a persisted query's hash)."""
+    params = request.query_params
     return (
         request.method == "GET"
-        and "query" not in request.query_params
-        and ("text/html" in accept or "*/*" in accept)
+        and "query" not in params
+        and "extensions" not in params
+        and "text/html" in request.headers.get("accept", "")
     )
 
 
@@ -233,19 +121,30 @@ class GraphQLView:
                 await send_error(send, 404, "NOT_FOUND", "GraphiQL is served in dev mode only.")
             return
         try:
-            payload = await read_payload(request, settings)
+            operation = await read_operation(request, settings)
             viewer = await runtime.authenticator.authenticate(request.headers.get("authorization"))
+            operation = await runtime.persisted.resolve(operation, viewer)
         except RequestRefused as refused:
             await send_error(send, refused.status, refused.code, refused.message)
             return
         except TokenError as exc:
             await _unauthorized(send, str(exc))
             return
-        response = await self._execute(request, runtime, viewer, payload)
+        except PersistedNotFound:
+            # Apollo's protocol: HTTP 200, and the client sends the document with the hash.
+            await send_error(
+                send,
+                200,
+                "PERSISTED_QUERY_NOT_FOUND",
+                "PersistedQueryNotFound",
+                headers=[("cache-control", "private, no-cache, must-revalidate")],
+            )
+            return
+        response = await self._execute(request, runtime, viewer, operation)
         await response(scope, receive, send)
 
     async def _execute(
-        self, request: Request, runtime: Runtime, viewer: Viewer, payload: Payload
+        self, request: Request, runtime: Runtime, viewer: Viewer, operation: Operation
     ) -> Response:
         settings = runtime.settings
         state = request.scope.get("state", {})
@@ -273,12 +172,12 @@ class GraphQLView:
         try:
             async with asyncio.timeout(deadline_s + _DEADLINE_GRACE_S):
                 result = await self.schema.execute(
-                    payload.query,
-                    variable_values=payload.variables,
+                    operation.query,
+                    variable_values=operation.variables,
                     context_value=context,
-                    operation_name=payload.operation_name,
+                    operation_name=operation.operation_name,
                     allowed_operation_types=allowed,
-                    operation_extensions=payload.extensions,
+                    operation_extensions=operation.extensions,
                 )
         except TimeoutError:
             return _error_response(
@@ -307,6 +206,15 @@ class GraphQLView:
         allowance = context.report.allowance
         if allowance is not None:
             headers.update(allowance.headers())
+        if request.method == "GET":
+            shareable = (
+                isinstance(viewer, Anonymous) and context.report.public and "errors" not in body
+            )
+            headers["cache-control"] = (
+                f"public, max-age={settings.cache_max_age_seconds}"
+                if shareable
+                else "private, no-store"
+            )
         # Written after the response is sent: auditing never delays an answer.
         return Response(
             orjson.dumps(body),

@@ -17,6 +17,7 @@ from gateway.auth import Authenticator
 from gateway.cache import DocumentCache
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis
 from gateway.limits import Limits
+from gateway.persisted import PersistedQueries, load_trusted_documents
 from gateway.settings import Settings
 from gateway.sources import Sources
 
@@ -30,6 +31,7 @@ class Runtime:
     cache: DocumentCache
     authenticator: Authenticator
     limits: Limits
+    persisted: PersistedQueries
     cursor_key: bytes
     #: Set when the sources are on the embedded server (so seeding can reach it too).
     embedded_mongodb_url: str | None
@@ -82,6 +84,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             cache=cache,
             authenticator=Authenticator.from_settings(settings),
             limits=limits,
+            persisted=PersistedQueries(
+                cache,
+                ttl_seconds=settings.persisted_query_ttl_seconds,
+                trusted=load_trusted_documents(settings.trusted_documents_file)
+                if settings.trusted_documents_file is not None
+                else None,
+            ),
             cursor_key=(
                 settings.cursor_secret.get_secret_value().encode()
                 if settings.cursor_secret is not None

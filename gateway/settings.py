@@ -164,6 +164,27 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Persisted operations and HTTP caching. ---
+    persisted_query_ttl_seconds: int = Field(
+        default=86_400,
+        ge=60,
+        le=30 * 86_400,
+        description="How long Redis keeps a document registered by automatic persisted queries.",
+    )
+    trusted_documents_file: Path | None = Field(
+        default=None,
+        description=(
+            "JSON of registered operations (sha256 -> document, or an Apollo persisted query "
+            "manifest). When set, anonymous viewers may run these operations only."
+        ),
+    )
+    cache_max_age_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="max-age of a GET answer to an anonymous viewer with PUBLIC fields only.",
+    )
+
     # --- Bounded work. ---
     request_deadline_ms: int = Field(
         default=3_000,

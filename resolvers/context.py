@@ -24,6 +24,8 @@ class OperationReport:
 
     cost: int | None = None
     allowance: Allowance | None = None
+    #: Every field of the operation is PUBLIC (so an anonymous GET answer may be cached).
+    public: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,7 @@ from strawberry.schema.schema import validate_document
 from gateway.limits import OperationBudget
 from gateway.viewer import Operator
 from resolvers.errors import ErrorCode
+from resolvers.permissions import public_operation, select_operation
 
 __all__ = [
     "LIST_SIZES",
@@ -114,13 +115,6 @@ def _combine(shapes: Iterator[Shape]) -> Shape:
     return Shape(depth=depth, aliases=aliases, directives=directives, fields=fields)
 
 
-def _select(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if name is None:
-        return operations[0] if len(operations) == 1 else None
-    return next((op for op in operations if op.name and op.name.value == name), None)
-
-
 def operation_shape(document: DocumentNode, operation_name: str | None) -> Shape:
     """The shape of the operation that would run; safe on an invalid document (unknown
     fragments count nothing, a fragment cycle is cut), and linear in the document
@@ -128,7 +122,7 @@ def operation_shape(document: DocumentNode, operation_name: str | None) -> Shape
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    operation = _select(document, operation_name)
+    operation = select_operation(document, operation_name)
     if operation is None:
         return Shape()
 
@@ -290,7 +284,7 @@ def operation_cost(
     variables: Mapping[str, Any] | None,
 ) -> int:
     """Objects × list sizes for a *validated* document (see the module docstring)."""
-    operation = _select(document, operation_name)
+    operation = select_operation(document, operation_name)
     if operation is None:
         return 0
     root = schema.get_root_type(operation.operation)
@@ -348,6 +342,7 @@ def _measure(document: DocumentNode, operation_name: str | None) -> tuple[int, S
 _parse_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_parse_document)
 #: Keyed by the (cached, so identical) document object and the operation name.
 _measure_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_measure)
+_public_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(public_operation)
 #: Keyed by the document: only cached (short) documents are validated through it.
 _validate_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(validate_document)
 
@@ -427,6 +422,9 @@ class OperationLimits(SchemaExtension):
         )
         report = context.report
         report.cost = cost
+        report.public = (_public_cached if cached else public_operation)(
+            execution_context.schema._schema, document, execution_context.operation_name
+        )
         allowed = budget.cost[context.viewer.kind]
         if cost > allowed:
             execution_context.pre_execution_errors = [

@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    get_named_type,
+)
 from strawberry.extensions import FieldExtension
 from strawberry.schema_directive import Location
 
@@ -32,6 +43,8 @@ __all__ = [
     "VisibilityExtension",
     "decide",
     "enforce",
+    "public_operation",
+    "select_operation",
     "visible",
 ]
 
@@ -159,6 +172,67 @@ def _denial(info: strawberry.Info, rule: Rule, decision: Decision) -> GraphQLErr
         setattr(located, slot, getattr(template, slot, None))
     located.path = raw.path.as_list()
     return located
+
+
+def select_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    """The operation a request runs: the named one, or the only one."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is None:
+        return operations[0] if len(operations) == 1 else None
+    return next((op for op in operations if op.name and op.name.value == name), None)
+
+
+def public_operation(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> bool:
+    """Whether every field the (validated) operation selects is PUBLIC: its answer to
+    an anonymous viewer is the same for every anonymous viewer, so it may be cached."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    operation = next(
+        (
+            op
+            for op in operations
+            if operation_name is None or (op.name and op.name.value == operation_name)
+        ),
+        None,
+    )
+    if operation is None:
+        return False
+
+    def public(node: SelectionSetNode | None, parent: Any, seen: frozenset[str]) -> bool:
+        if node is None:
+            return True
+        for child in node.selections:
+            if isinstance(child, FieldNode):
+                if child.name.value.startswith("__"):
+                    continue
+                field = getattr(parent, "fields", {}).get(child.name.value)
+                if field is None:
+                    return False
+                definition = field.extensions.get("strawberry-definition")
+                rule = definition.metadata.get("rule") if definition is not None else None
+                if rule is not None and rule.tier is not Tier.PUBLIC:
+                    return False
+                if not public(child.selection_set, get_named_type(field.type), seen):
+                    return False
+            elif isinstance(child, InlineFragmentNode):
+                condition = child.type_condition
+                target = schema.get_type(condition.name.value) if condition else parent
+                if not public(child.selection_set, target, seen):
+                    return False
+            elif isinstance(child, FragmentSpreadNode) and child.name.value not in seen:
+                found = fragments.get(child.name.value)
+                if found is None:
+                    return False
+                target = schema.get_type(found.type_condition.name.value)
+                if not public(found.selection_set, target, seen | {child.name.value}):
+                    return False
+        return True
+
+    return public(operation.selection_set, schema.get_root_type(operation.operation), frozenset())
 
 
 class VisibilityExtension(FieldExtension):

@@ -1,0 +1,138 @@
+"""Reading a GraphQL request off HTTP, strictly: every refusal before any GraphQL work.
+
+The body is counted while it is read (413), decoded strictly (400 for invalid UTF-8 or
+JSON, fields of the wrong type, batches, nesting deeper than ``LIMIT_VARIABLES_DEPTH``);
+a POST must be ``application/json`` (415), which also keeps cross-site form posts out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from gateway.settings import Settings
+
+__all__ = ["Operation", "RequestRefused", "json_depth", "read_operation"]
+
+
+class RequestRefused(Exception):
+    """The HTTP request cannot carry a GraphQL operation; answered before any work."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """What the HTTP request asked for, before any GraphQL work."""
+
+    query: str | None
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+
+
+def json_depth(value: object, limit: int) -> int:
+    """How deeply ``value`` nests (a scalar is 0), counting no further than ``limit + 1``;
+    iterative, so no nesting can exhaust the stack."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = RequestRefused(
+        413, "BODY_TOO_LARGE", f"The request body is larger than {limit} bytes, the most allowed."
+    )
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestRefused(400, "BAD_REQUEST", "Content-Length is not a number.")
+        if int(declared) > limit:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode_json(raw: bytes | str, what: str) -> Any:
+    if isinstance(raw, bytes):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestRefused(400, "BAD_REQUEST", f"The {what} is not valid UTF-8.") from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise RequestRefused(400, "BAD_REQUEST", f"The {what} is not valid JSON.") from None
+
+
+def _payload(data: object, settings: Settings) -> Operation:
+    if isinstance(data, list):
+        raise RequestRefused(400, "BAD_REQUEST", "Batched operations are not supported.")
+    if not isinstance(data, dict):
+        raise RequestRefused(400, "BAD_REQUEST", "The request must be a JSON object.")
+    expected = {"query": str, "variables": dict, "operationName": str, "extensions": dict}
+    for key, kind in expected.items():
+        value = data.get(key)
+        if value is not None and not isinstance(value, kind):
+            noun = "a string" if kind is str else "an object"
+            raise RequestRefused(400, "BAD_REQUEST", f"`{key}` must be {noun} or null.")
+    limit = settings.limit_variables_depth
+    for key in ("variables", "extensions"):
+        depth = json_depth(data.get(key), limit)
+        if depth > limit:
+            raise RequestRefused(
+                400,
+                "VARIABLES_TOO_DEEP",
+                f"`{key}` nests deeper than {limit} levels, the most allowed.",
+            )
+    return Operation(
+        query=data.get("query"),
+        variables=data.get("variables"),
+        operation_name=data.get("operationName"),
+        extensions=data.get("extensions"),
+    )
+
+
+async def read_operation(request: Request, settings: Settings) -> Operation:
+    if request.method == "GET":
+        params = request.query_params
+        data: dict[str, Any] = {"query": params.get("query")}
+        data["operationName"] = params.get("operationName")
+        for key in ("variables", "extensions"):
+            raw = params.get(key)
+            data[key] = _decode_json(raw, f"`{key}` parameter") if raw else None
+        return _payload(data, settings)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        # Also what keeps cross-site "simple" requests (forms) from running operations.
+        raise RequestRefused(
+            415, "UNSUPPORTED_MEDIA_TYPE", "Send the operation as application/json."
+        )
+    body = await _read_body(request, settings.limit_body_bytes)
+    return _payload(_decode_json(body, "request body"), settings)
