@@ -29,7 +29,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from gateway.admission import send_error
+from gateway.admission import error_body, send_error
 from gateway.audit import AuditTrail
 from gateway.auth import TokenError
 from gateway.persisted import PersistedNotFound
@@ -226,8 +226,7 @@ class GraphQLView:
 
 
 def _error_response(status: int, code: str, message: str) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return Response(error_body(code, message), status_code=status, media_type="application/json")
 
 
 async def _unauthorized(send: Send, reason: str) -> None:

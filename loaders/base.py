@@ -115,6 +115,11 @@ class SourceLoader(DataLoader[Hashable, Any]):
     key_field: ClassVar[str] = "_id"
     many: ClassVar[bool] = False
     sort: ClassVar[Sequence[tuple[str, int]] | None] = None
+    #: The keys come straight from clients (a USCC, an id) and may name nothing: a miss
+    #: is kept only for the miss TTL, so probing for codes that exist nowhere cannot
+    #: fill Redis. Other loaders are asked only about what exists; their misses (no
+    #: integrity level yet) are kept like documents.
+    client_keys: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -166,10 +171,9 @@ class SourceLoader(DataLoader[Hashable, Any]):
             found.update(fetched)
             await self._documents.set_many(
                 {cache_keys[key]: pack(fetched[key]) for key in misses},
-                # No such document: remembered briefly, so probing for codes that
-                # exist nowhere cannot fill Redis. (An empty list belongs to an
-                # enterprise that exists; it is kept like any document.)
-                misses=[cache_keys[key] for key in misses if fetched[key] is None],
+                misses=[cache_keys[key] for key in misses if fetched[key] is None]
+                if self.client_keys
+                else (),
             )
         return [found[key] for key in keys]
 

@@ -98,14 +98,17 @@ class RiskRecordsByUsccLoader(SourceLoader):
 
 class StoreByIdLoader(SourceLoader):
     collection = STORES
+    client_keys = True
 
 
 class RiskRecordByIdLoader(SourceLoader):
     collection = RISK_RECORDS
+    client_keys = True
 
 
 class CertificationByIdLoader(SourceLoader):
     collection = CERTIFICATIONS
+    client_keys = True
 
 
 L = TypeVar("L", bound=SourceLoader)

@@ -41,6 +41,7 @@ INDEXES: dict[tuple[Source, str], list[IndexModel]] = {
 class EnterpriseByUsccLoader(SourceLoader):
     source = Source.REGISTRY
     collection = ENTERPRISES
+    client_keys = True
 
 
 class ChangeRecordsByUsccLoader(SourceLoader):
@@ -69,6 +70,7 @@ async def sample_usccs(sources: Sources) -> list[str]:
 class ChangeRecordByIdLoader(SourceLoader):
     source = Source.REGISTRY
     collection = CHANGE_RECORDS
+    client_keys = True
 
 
 class LegalRepresentativeByUsccLoader(SourceLoader):

@@ -8,7 +8,7 @@ from typing import Any, Self
 
 import strawberry
 
-from loaders.base import Document
+from loaders.base import Document, SourceLoader
 from loaders.codes import UsccError, validate_uscc
 from resolvers.context import Info
 from resolvers.errors import bad_user_input, service_suspended
@@ -92,18 +92,19 @@ class IntegrityBadge:
         )
 
 
-def _loaded(results: list[Any]) -> dict[str, Any] | BaseException:
+async def _load(loader: SourceLoader, keys: list[str]) -> dict[str, Any] | BaseException:
     """One loader's documents by USCC, or the exception that kept them from loading."""
-    keys, documents = results
-    if isinstance(documents, BaseException):
-        return documents
-    return dict(zip(keys, documents, strict=True))
+    try:
+        return dict(zip(keys, await loader.load_many(keys), strict=True))
+    except Exception as exc:  # a source that failed: an error at each of its badges
+        return exc
 
 
 async def _badges(info: Info, usccs: list[str]) -> list[Any]:
-    """All badges in one step: each of the four loaders is asked for every USCC at once
-    (not one task per badge), and an invalid USCC or a failed source is an error at its
-    own index only."""
+    """All badges in one step: each loader is asked for every USCC at once (not one task
+    per badge), first the enterprises, then the rest for those that exist only (so
+    probing for codes that exist nowhere leaves only short-lived misses in Redis).
+    An invalid USCC or a failed source is an error at its own index only."""
     valid: dict[int, str] = {}
     items: list[Any] = [None] * len(usccs)
     for index, raw in enumerate(usccs):
@@ -112,37 +113,39 @@ async def _badges(info: Info, usccs: list[str]) -> list[Any]:
         except UsccError as exc:
             # graphql-core reports an exception in a list as that item's error.
             items[index] = bad_user_input(f"usccs[{index}]: {exc}")
-    keys = list(dict.fromkeys(valid.values()))
     loaders = info.context.loaders
-    sources = (
-        loaders.enterprise_by_uscc,
-        loaders.authentication_by_uscc,
-        loaders.integrity_level_by_uscc,
-        loaders.service_status_by_uscc,
+    enterprises = await _load(loaders.enterprise_by_uscc, list(dict.fromkeys(valid.values())))
+    if isinstance(enterprises, BaseException):
+        for index in valid:
+            items[index] = enterprises
+        return items
+    known = [uscc for uscc, doc in enterprises.items() if doc is not None]
+    authentications, levels, statuses = await asyncio.gather(
+        _load(loaders.authentication_by_uscc, known),
+        _load(loaders.integrity_level_by_uscc, known),
+        _load(loaders.service_status_by_uscc, known),
     )
-    loaded = await asyncio.gather(
-        *(loader.load_many(keys) for loader in sources), return_exceptions=True
-    )
-    enterprises, authentications, levels, statuses = (
-        _loaded([keys, documents]) for documents in loaded
+    failed = next(
+        (
+            found
+            for found in (authentications, levels, statuses)
+            if isinstance(found, BaseException)
+        ),
+        None,
     )
     for index, uscc in valid.items():
-        failed = next(
-            (found for found in (enterprises, authentications, levels, statuses)
-             if isinstance(found, BaseException)),
-            None,
-        )  # fmt: skip
+        enterprise = enterprises[uscc]
+        if enterprise is None:
+            continue
         if failed is not None:
             items[index] = failed
             continue
-        enterprise = enterprises[uscc]  # type: ignore[index]
-        if enterprise is not None:
-            items[index] = IntegrityBadge.from_documents(
-                enterprise,
-                authentications[uscc],  # type: ignore[index]
-                levels[uscc],  # type: ignore[index]
-                statuses[uscc],  # type: ignore[index]
-            )
+        items[index] = IntegrityBadge.from_documents(
+            enterprise,
+            authentications[uscc],  # type: ignore[index]
+            levels[uscc],  # type: ignore[index]
+            statuses[uscc],  # type: ignore[index]
+        )
     return items
 
 
