@@ -19,6 +19,7 @@ from resolvers.integrity import IntegrityFields
 from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, CountedListConnection
 from resolvers.permissions import Tier, visible
 from resolvers.platforms import PlatformFields
+from resolvers.prefetch import prefetch_enterprises, selections
 from resolvers.scalars import USCC
 
 __all__ = ["ArchiveQuery", "Enterprise"]
@@ -171,26 +172,27 @@ class RegistryFields:
         f"Shareholders or cooperative members, largest first as registered; none for an "
         f"individual business. {PAGE_SIZE_RULE}.",
     )
-    async def shareholders(
+    def shareholders(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> ShareholderConnection:
-        async def load() -> list[Shareholder]:
-            return self.shareholder_list
-
-        return await ShareholderConnection.load_page(load, info=info, first=first, after=after)
+        return ShareholderConnection.of(self.shareholder_list, info=info, first=first, after=after)
 
     @visible(
         Tier.PUBLIC,
         f"Change records, newest first. {PAGE_SIZE_RULE}.",
     )
-    async def change_records(
+    def change_records(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> ChangeRecordConnection:
-        async def load() -> list[ChangeRecord]:
-            docs = await info.context.loaders.change_records_by_uscc.load(self.uscc)
-            return [ChangeRecord.from_document(doc) for doc in docs]
-
-        return await ChangeRecordConnection.load_page(load, info=info, first=first, after=after)
+        page: ChangeRecordConnection = ChangeRecordConnection.from_loader(
+            info.context.loaders.change_records_by_uscc,
+            self.uscc,
+            lambda docs: [ChangeRecord.from_document(doc) for doc in docs],
+            info=info,
+            first=first,
+            after=after,
+        )
+        return page
 
     @classmethod
     def from_document(cls, doc: Document) -> Self:
@@ -233,4 +235,9 @@ class ArchiveQuery:
     )
     async def enterprise(self, info: Info, uscc: USCC) -> Enterprise | None:
         doc = await info.context.loaders.enterprise_by_uscc.load(uscc)
-        return Enterprise.from_document(doc) if doc is not None else None
+        if doc is None:
+            return None
+        raw = info._raw_info
+        selected = selections((node.selection_set for node in raw.field_nodes), raw.fragments)
+        await prefetch_enterprises(info, [uscc], selected)
+        return Enterprise.from_document(doc)

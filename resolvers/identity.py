@@ -92,9 +92,11 @@ class IdentityFields:
         uscc: USCC
 
     @visible(Tier.PUBLIC, "Identity authentication; `verified` is public, the rest is not.")
-    async def identity_authentication(self, info: Info) -> IdentityAuthentication:
-        doc = await info.context.loaders.authentication_by_uscc.load(self.uscc)
-        return IdentityAuthentication.from_document(self.uscc, doc)
+    def identity_authentication(self, info: Info) -> IdentityAuthentication:
+        found: IdentityAuthentication = info.context.loaders.authentication_by_uscc.then(
+            self.uscc, lambda doc: IdentityAuthentication.from_document(self.uscc, doc)
+        )
+        return found
 
 
 VerificationResult = strawberry.enum(

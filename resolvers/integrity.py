@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Self
 
 import strawberry
 
-from loaders.base import Document
+from loaders.base import MISSING, Document
 from resolvers.context import Info
 from resolvers.errors import service_suspended
 from resolvers.permissions import Tier, visible
@@ -67,25 +67,41 @@ class IntegrityFields:
         uscc: USCC
 
     @visible(Tier.PUBLIC, "The integrity service; null when none was ever set up.")
-    async def service_status(self, info: Info) -> ServiceStatus | None:
-        doc = await info.context.loaders.service_status_by_uscc.load(self.uscc)
-        return ServiceStatus.from_document(self.uscc, doc) if doc is not None else None
+    def service_status(self, info: Info) -> ServiceStatus | None:
+        found: ServiceStatus | None = info.context.loaders.service_status_by_uscc.then(
+            self.uscc,
+            lambda doc: ServiceStatus.from_document(self.uscc, doc) if doc is not None else None,
+        )
+        return found
 
     @visible(
         Tier.MEMBER,
         "Integrity level; null when not evaluated. Withheld (null and a SERVICE_SUSPENDED "
         "error) while the service is suspended or terminated.",
     )
-    async def integrity_level(self, info: Info) -> IntegrityLevel | None:
+    def integrity_level(self, info: Info) -> IntegrityLevel | None:
+        loaders = info.context.loaders
+        status = loaders.service_status_by_uscc.peek(self.uscc)
+        level = loaders.integrity_level_by_uscc.peek(self.uscc)
+        if status is MISSING or level is MISSING:
+            return self._integrity_level(info)  # type: ignore[return-value]  # awaited
+        return _level(status, level)
+
+    async def _integrity_level(self, info: Info) -> IntegrityLevel | None:
         loaders = info.context.loaders
         status, level = await asyncio.gather(
             loaders.service_status_by_uscc.load(self.uscc),
             loaders.integrity_level_by_uscc.load(self.uscc),
         )
-        withheld = withheld_because(status)
-        if withheld is not None:
-            raise service_suspended(withheld)
-        return IntegrityLevel.from_document(level) if level is not None else None
+        return _level(status, level)
+
+
+def _level(status: Document | None, level: Document | None) -> IntegrityLevel | None:
+    """The level to show, or the withholding error while the service is not active."""
+    withheld = withheld_because(status)
+    if withheld is not None:
+        raise service_suspended(withheld)
+    return IntegrityLevel.from_document(level) if level is not None else None
 
 
 def withheld_because(status: Document | None) -> str | None:

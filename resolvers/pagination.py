@@ -8,7 +8,7 @@ needs on top: argument errors with BAD_USER_INPUT, a page-size cap per kind of v
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self, cast
 
 import strawberry
@@ -18,6 +18,7 @@ from strawberry.relay.utils import from_base64
 from strawberry.types.base import StrawberryContainer, get_object_definition
 
 from gateway.viewer import Viewer
+from loaders.base import SourceLoader
 from resolvers.errors import bad_user_input
 
 __all__ = [
@@ -64,22 +65,15 @@ class CountedListConnection(ListConnection[NodeType]):
     )
 
     @classmethod
-    async def load_page(
-        cls,
-        load: Callable[[], Awaitable[Sequence[Any]]],
-        *,
-        info: strawberry.Info,
-        first: int,
-        after: str | None,
+    def page(
+        cls, items: Sequence[Any], *, info: strawberry.Info, first: int, after: str | None
     ) -> Self:
-        """Check the arguments, then load the whole list and slice one page of it.
+        """One page of a list in hand (the arguments already checked).
 
         The slicing is ``ListConnection.resolve_connection``'s for a list and `first`
         / `after`, with the same cursors; done here because the library resolves the
         generic edge type again on every call, which cost a seventh of an archive page.
         """
-        check_page_arguments(info.context.viewer, first, after)
-        items = await load()
         edge = _edge_class(cls)  # type: ignore[arg-type]  # classes are hashable
         start = int(from_base64(after)[1]) + 1 if after is not None else 0
         page = items[start : start + first]
@@ -93,6 +87,37 @@ class CountedListConnection(ListConnection[NodeType]):
                 has_next_page=len(items) > start + first,
             ),
             total_count=len(items),
+        )
+
+    @classmethod
+    def of(
+        cls,
+        items: Sequence[Any],
+        *,
+        info: strawberry.Info,
+        first: int,
+        after: str | None,
+    ) -> Self:
+        """Check the arguments, then one page of a list in hand."""
+        check_page_arguments(info.context.viewer, first, after)
+        return cls.page(items, info=info, first=first, after=after)
+
+    @classmethod
+    def from_loader(
+        cls,
+        loader: SourceLoader,
+        key: Any,
+        build: Callable[[Any], Sequence[Any]],
+        *,
+        info: strawberry.Info,
+        first: int,
+        after: str | None,
+    ) -> Any:
+        """Check the arguments before anything is loaded, then one page of
+        ``build(documents)``: at once when a parent loaded them, else awaitable."""
+        check_page_arguments(info.context.viewer, first, after)
+        return loader.then(
+            key, lambda docs: cls.page(build(docs), info=info, first=first, after=after)
         )
 
 

@@ -6,13 +6,13 @@ import asyncio
 import datetime as dt
 import enum
 from decimal import Decimal
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import strawberry
 from strawberry import relay
 
 from gateway.settings import Source
-from loaders.base import Document
+from loaders.base import MISSING, Document
 from loaders.platforms import PLATFORMS, PlatformLoaders
 from resolvers.context import Info
 from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, CountedListConnection
@@ -195,38 +195,50 @@ class PlatformFile:
         return self._count("store_count")
 
     @visible(Tier.MEMBER, f"Stores, newest first. {PAGE_SIZE_RULE}.")
-    async def stores(
+    def stores(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> StoreConnection | None:
-        async def load() -> list[Store]:
-            docs = await self._loaders(info).stores.load(self.enterprise_uscc)
-            return [Store.from_document(self.source, doc) for doc in docs]
-
-        return await StoreConnection.load_page(load, info=info, first=first, after=after)
+        page: StoreConnection = StoreConnection.from_loader(
+            self._loaders(info).stores,
+            self.enterprise_uscc,
+            lambda docs: [Store.from_document(self.source, doc) for doc in docs],
+            info=info,
+            first=first,
+            after=after,
+        )
+        return page
 
     @visible(Tier.MEMBER, "1688 Chengxintong figures; null elsewhere or when not a member.")
-    async def chengxintong(self, info: Info) -> Chengxintong | None:
+    def chengxintong(self, info: Info) -> Chengxintong | None:
         loader = self._loaders(info).chengxintong
-        doc = await loader.load(self.enterprise_uscc) if loader is not None else None
-        return Chengxintong.from_document(doc) if doc is not None else None
+        if loader is None:
+            return None
+        found: Chengxintong | None = loader.then(
+            self.enterprise_uscc,
+            lambda doc: Chengxintong.from_document(doc) if doc is not None else None,
+        )
+        return found
 
     @visible(
         Tier.MEMBER,
         "On-site certifications, newest first; null on platforms without them "
         f"(only 1688 and Alibaba.com certify). {PAGE_SIZE_RULE}.",
     )
-    async def certifications(
+    def certifications(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> CertificationConnection | None:
         loader = self._loaders(info).certifications
         if loader is None:
             return None
-
-        async def load() -> list[Certification]:
-            docs = await loader.load(self.enterprise_uscc)
-            return [Certification.from_document(self.source, doc) for doc in docs]
-
-        return await CertificationConnection.load_page(load, info=info, first=first, after=after)
+        page: CertificationConnection = CertificationConnection.from_loader(
+            loader,
+            self.enterprise_uscc,
+            lambda docs: [Certification.from_document(self.source, doc) for doc in docs],
+            info=info,
+            first=first,
+            after=after,
+        )
+        return page
 
     @visible(Tier.MEMBER, "Trade disputes on record.")
     def dispute_count(self) -> int | None:
@@ -246,19 +258,26 @@ class PlatformFile:
         f"{PAGE_SIZE_RULE}.",
         scopes=[RISK_READ],
     )
-    async def risk_records(
+    def risk_records(
         self,
         info: Info,
         kind: RiskKind | None = None,
         first: int = DEFAULT_PAGE_SIZE,
         after: str | None = None,
     ) -> RiskRecordConnection | None:
-        async def load() -> list[RiskRecord]:
-            docs = await self._loaders(info).risk_records.load(self.enterprise_uscc)
+        def build(docs: list[Document]) -> list[RiskRecord]:
             records = [RiskRecord.from_document(self.source, doc) for doc in docs]
             return [r for r in records if kind is None or r.kind is kind]
 
-        return await RiskRecordConnection.load_page(load, info=info, first=first, after=after)
+        page: RiskRecordConnection = RiskRecordConnection.from_loader(
+            self._loaders(info).risk_records,
+            self.enterprise_uscc,
+            build,
+            info=info,
+            first=first,
+            after=after,
+        )
+        return page
 
 
 @strawberry.type
@@ -269,13 +288,29 @@ class PlatformFields:
         uscc: USCC
 
     @visible(Tier.MEMBER, "The business integrity file on each of the four platforms.")
-    async def business_files(self, info: Info) -> list[PlatformFile] | None:
-        # The counts of all four platforms in one step, rather than one await per field.
+    def business_files(self, info: Info) -> list[PlatformFile] | None:
+        # The counts of all four platforms in one step, rather than one await per field;
+        # at once when a parent loaded them.
+        loaders = info.context.loaders.platforms
+        statistics: list[Any] = []
+        for source in PLATFORMS:
+            try:
+                statistics.append(loaders[source].statistics.peek(self.uscc))
+            except Exception as exc:  # that platform's source failed: its fields only
+                statistics.append(exc)
+        if any(stats is MISSING for stats in statistics):
+            return self._business_files(info)  # type: ignore[return-value]  # awaited
+        return self._files(statistics)
+
+    async def _business_files(self, info: Info) -> list[PlatformFile]:
         loaders = info.context.loaders.platforms
         statistics = await asyncio.gather(
             *(loaders[source].statistics.load(self.uscc) for source in PLATFORMS),
             return_exceptions=True,
         )
+        return self._files(list(statistics))
+
+    def _files(self, statistics: list[Any]) -> list[PlatformFile]:
         return [
             PlatformFile(
                 enterprise_uscc=self.uscc,

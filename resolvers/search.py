@@ -21,6 +21,7 @@ from resolvers.errors import bad_user_input, unauthenticated
 from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, check_first
 from resolvers.permissions import Tier, visible
 from resolvers.platforms import Platform
+from resolvers.prefetch import prefetch_enterprises, selections
 
 __all__ = ["SearchQuery"]
 
@@ -135,6 +136,13 @@ class SearchQuery:
             deadline=context.loaders.deadline,
         )
         docs = await context.loaders.enterprise_by_uscc.load_many(usccs[:first])
+        raw = info._raw_info
+        edges_selected = selections((node.selection_set for node in raw.field_nodes), raw.fragments)
+        nodes = selections(
+            selections(edges_selected.get("edges", []), raw.fragments).get("node", []),
+            raw.fragments,
+        )
+        await prefetch_enterprises(info, [doc["_id"] for doc in docs if doc is not None], nodes)
         edges = [
             EnterpriseEdge(
                 cursor=encode_cursor(context.cursor_key, criteria, doc["_id"], page),

@@ -1,0 +1,108 @@
+"""Loading ahead: what the selection of an enterprise will need, in one step.
+
+A field that awaits a loader costs graphql-core a task and an abort check, and Strawberry
+an async wrapper; an archive page has a dozen such fields, four times over for the
+platforms. A resolver that returns enterprises (``enterprise``, a search page) looks at
+what was selected under them, loads it for every enterprise at once, and the fields then
+find their documents already loaded (``SourceLoader.then``) and resolve without a task.
+Nothing here decides what anyone may see: fields above the viewer's tier are simply not
+loaded ahead, and every field still enforces its own tier when it runs. A source that
+fails leaves its error in the loader, and the field that needs it raises it at its path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
+
+from gateway.viewer import Owner
+from loaders.platforms import CERTIFYING_PLATFORMS, PLATFORMS
+from resolvers.context import Info
+from resolvers.permissions import Decision, decide
+
+__all__ = ["prefetch_enterprises", "selections"]
+
+Selections = dict[str, list[SelectionSetNode]]
+
+
+def selections(
+    nodes: Iterable[SelectionSetNode | None], fragments: Mapping[str, FragmentDefinitionNode]
+) -> Selections:
+    """The fields selected in ``nodes`` (fragments merged in), each with the selection
+    sets under it."""
+    found: Selections = {}
+    pending = [node for node in nodes if node is not None]
+    seen: set[str] = set()
+    while pending:
+        for child in pending.pop().selections:
+            if isinstance(child, FieldNode):
+                subsets = found.setdefault(child.name.value, [])
+                if child.selection_set is not None:
+                    subsets.append(child.selection_set)
+            elif isinstance(child, FragmentSpreadNode):
+                fragment = fragments.get(child.name.value)
+                if fragment is not None and child.name.value not in seen:
+                    seen.add(child.name.value)
+                    pending.append(fragment.selection_set)
+            elif isinstance(child, InlineFragmentNode):
+                pending.append(child.selection_set)
+    return found
+
+
+def _may(info: Info, type_name: str, field_name: str) -> bool:
+    """Whether the viewer may see the field somewhere (an owner's own enterprise
+    counts): only such fields are loaded ahead. The field still checks for itself."""
+    field = info.schema._schema.type_map[type_name].fields[field_name]  # type: ignore[attr-defined]
+    rule = field.extensions["strawberry-definition"].metadata.get("rule")
+    if rule is None:
+        return True
+    viewer = info.context.viewer
+    if rule.per_enterprise and isinstance(viewer, Owner):
+        return True
+    return decide(rule, viewer, None) not in (Decision.UNAUTHENTICATED, Decision.FORBIDDEN)
+
+
+async def prefetch_enterprises(info: Info, usccs: list[str], selected: Selections) -> None:
+    """Load, for every enterprise in ``usccs``, the documents ``selected`` will need."""
+    if not usccs:
+        return
+    loaders = info.context.loaders
+    fragments = info._raw_info.fragments
+    loads: list[Awaitable[Any]] = []
+    if "identityAuthentication" in selected:
+        loads.append(loaders.authentication_by_uscc.load_many(usccs))
+    level = "integrityLevel" in selected and _may(info, "Enterprise", "integrityLevel")
+    if "serviceStatus" in selected or level:
+        loads.append(loaders.service_status_by_uscc.load_many(usccs))
+    if level:
+        loads.append(loaders.integrity_level_by_uscc.load_many(usccs))
+    if "changeRecords" in selected:
+        loads.append(loaders.change_records_by_uscc.load_many(usccs))
+    representative = selections(selected.get("legalRepresentative", []), fragments)
+    if "maskedIdNumber" in representative and _may(info, "LegalRepresentative", "maskedIdNumber"):
+        loads.append(loaders.legal_representative_by_uscc.load_many(usccs))
+    if "businessFiles" in selected and _may(info, "Enterprise", "businessFiles"):
+        files = selections(selected["businessFiles"], fragments)
+        risks = "riskRecords" in files and _may(info, "PlatformFile", "riskRecords")
+        for source in PLATFORMS:
+            platform = loaders.platforms[source]
+            loads.append(platform.statistics.load_many(usccs))
+            if "stores" in files:
+                loads.append(platform.stores.load_many(usccs))
+            if "certifications" in files and source in CERTIFYING_PLATFORMS:
+                loads.append(platform.certifications.load_many(usccs))  # type: ignore[union-attr]
+            if "chengxintong" in files and platform.chengxintong is not None:
+                loads.append(platform.chengxintong.load_many(usccs))
+            if risks:
+                loads.append(platform.risk_records.load_many(usccs))
+    # A failed source is left in its loader for the fields that need it.
+    await asyncio.gather(*loads, return_exceptions=True)
