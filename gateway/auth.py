@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from dataclasses import dataclass
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
@@ -24,6 +26,8 @@ from loaders.codes import UsccError, validate_uscc
 __all__ = ["ALGORITHMS", "Authenticator", "TokenError"]
 
 ALGORITHMS = ("RS256", "ES256")
+_REMEMBER_S = 60.0
+_REMEMBERED_TOKENS = 4096
 _BEARER = re.compile(r"^Bearer ([A-Za-z0-9_.~+/=-]+)$")
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
 
@@ -39,6 +43,11 @@ class Authenticator:
     leeway_seconds: int
     keys: dict[str, PyJWK]
     jwks_client: PyJWKClient | None = None
+    #: Tokens verified in the last minute, with their viewer and expiry: a client sends
+    #: the same token on every request, and verifying an ES256 signature costs more than
+    #: serving a small answer. Kept a minute at most, so a key taken out of the JWKS
+    #: stops being trusted within a minute here too.
+    _verified: OrderedDict[str, tuple[Viewer, float]] = field(default_factory=OrderedDict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -68,6 +77,18 @@ class Authenticator:
         if match is None:
             raise TokenError("the Authorization header must be 'Bearer <token>'")
         token = match.group(1)
+        now = time.time()
+        remembered = self._verified.get(token)
+        if remembered is not None and remembered[1] > now:
+            return remembered[0]
+        viewer, expires = await self._verify(token)
+        self._verified[token] = (viewer, min(expires + self.leeway_seconds, now + _REMEMBER_S))
+        while len(self._verified) > _REMEMBERED_TOKENS:
+            self._verified.popitem(last=False)
+        return viewer
+
+    async def _verify(self, token: str) -> tuple[Viewer, float]:
+        """The viewer a token stands for and when the token expires, or TokenError."""
         key = await self._key_for(token)
         try:
             claims = jwt.decode(
@@ -89,7 +110,7 @@ class Authenticator:
             raise TokenError("the token is not meant for this gateway") from None
         except jwt.InvalidTokenError as exc:
             raise TokenError(f"the token is invalid: {exc}") from None
-        return viewer_from_claims(claims)
+        return viewer_from_claims(claims), float(claims["exp"])
 
     async def _key_for(self, token: str) -> PyJWK:
         try:

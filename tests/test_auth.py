@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -279,3 +280,34 @@ async def test_keys_from_a_jwks_url(settings: Settings, jwks_url: tuple[str, Any
     assert refused.json()["errors"][0]["message"] == (
         "Unauthorized: the token is signed by an unknown key."
     )
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.auth import Authenticator
+
+    authenticator = Authenticator.from_settings(settings)
+    decoded = []
+    decode = jwt.decode
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        decoded.append(1)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+    header = bearer(settings, "member", subject="remembered")["authorization"]
+    first = await authenticator.authenticate(header)
+    again = await authenticator.authenticate(header)
+    assert first == again and first.subject == "remembered"
+    assert len(decoded) == 1
+
+    # Remembered no longer than the token is valid (with the leeway), nor than a minute.
+    token = header.removeprefix("Bearer ")
+    viewer, until = authenticator._verified[token]
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert until <= min(expires + settings.auth_leeway_seconds, time.time() + 60)
+    # Once that moment has passed, the token is verified again.
+    authenticator._verified[token] = (viewer, 0.0)
+    assert await authenticator.authenticate(header) == first
+    assert len(decoded) == 3  # the unverified read above counts too
