@@ -8,8 +8,9 @@ warms Redis through the gateway, checks that floor and gateway answer byte-ident
 JSON for a sample of requests, then drives each with wrk (bodies drawn at random from
 the seeded USCCs), interleaved F, G, F, G, F, G, and reports medians: requests/s, p50,
 p99, the gateway/floor ratio, MongoDB finds and Redis round trips per gateway request, and
-the gateway's RSS. `archive-cold` flushes Redis before each request (gateway only: the
-floor has no answer without Redis). Results go to bench/results/latest.json.
+the gateway's RSS, then samples RSS every 10 s of a 60 s whole-archive soak.
+`archive-cold` flushes Redis before each request (gateway only: the floor has no answer
+without Redis). Results go to bench/results/latest.json.
 
 Needs wrk (Debian: `apt-get install wrk`).
 """
@@ -179,6 +180,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="F, G pairs per scenario")
     parser.add_argument("--only", nargs="*", help="scenarios to run (default: all)")
+    parser.add_argument(
+        "--soak", type=int, default=60, help="seconds of whole-archive load, RSS sampled (0: skip)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("make bench needs wrk: apt-get install wrk", file=sys.stderr)
@@ -322,6 +326,26 @@ def main() -> int:
                         f"p99 {summary['gateway']['p99']:6.1f} ms)"
                         f"   gateway/floor {row['ratio']:.2f}   finds/req {finds:.2f}   "
                         f"redis trips/req {trips:.2f}   RSS {row['gateway_rss_mb']:.0f} MB",
+                        flush=True,
+                    )
+                if args.soak and "archive-whole" in results["scenarios"]:
+                    # Memory under sustained load, after the warm-up above: RSS every 10 s.
+                    script = data / "archive-whole-gateway.lua"
+                    soak = subprocess.Popen(
+                        ["wrk", "-t1", f"-c{args.connections}", f"-d{args.soak}s", "-s",
+                         str(script), f"http://127.0.0.1:{gateway_port}"],
+                        stdout=subprocess.DEVNULL,
+                    )  # fmt: skip
+                    samples_mb = [rss_mb(gateway_pid)]
+                    for _ in range(args.soak // 10):
+                        time.sleep(10)
+                        samples_mb.append(rss_mb(gateway_pid))
+                    soak.wait()
+                    results["soak_rss_mb"] = samples_mb
+                    print(
+                        f"{'soak':15} {args.soak}s of archive-whole: gateway RSS every 10 s "
+                        + " ".join(f"{mb:.0f}" for mb in samples_mb)
+                        + " MB",
                         flush=True,
                     )
                 # Cold: Redis flushed before each request, one client, gateway only.
