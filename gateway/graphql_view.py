@@ -191,6 +191,8 @@ class GraphQLView:
             )
         except CannotGetOperationTypeError as exc:
             return _error_response(400, "BAD_REQUEST", exc.as_http_error_reason())
+        if context.report.allowance is not None and context.report.allowance.allowed:
+            await runtime.persisted.register(operation)  # validated and paid for
         body: dict[str, Any] = dict(process_result(result))
         if "errors" in body:
             # Raised in whatever order fields finished; sent in document order, so the

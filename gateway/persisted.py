@@ -4,8 +4,10 @@ Automatic persisted queries (APQ, Apollo's protocol): a client sends
 ``extensions.persistedQuery = {"version": 1, "sha256Hash": …}`` without the document;
 a known hash runs its document, an unknown one answers ``PERSISTED_QUERY_NOT_FOUND`` and
 the client sends hash and document together, which registers the document (its SHA-256
-is checked first). Documents are kept in Redis, so every replica knows what one learnt,
-and in a small per-process table in front of it: a hash names its document forever.
+is checked first; it is kept only once it has validated and been paid for, and only up
+to 4 KiB, so nobody can fill Redis with documents). Documents are kept in Redis, so every
+replica knows what one learnt, and in a small per-process table in front of it: a hash
+names its document forever.
 
 Trusted documents (``TRUSTED_DOCUMENTS_FILE``): the operations a client ships (the
 mobile app's), registered ahead of time, by hash. When the file is configured, anonymous
@@ -29,6 +31,8 @@ from gateway.viewer import Anonymous, Viewer
 __all__ = ["PersistedNotFound", "PersistedQueries", "load_trusted_documents", "sha256"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: The longest document automatic persisted queries keep (an app's are far shorter).
+MAX_REGISTERED_CHARS = 4096
 _LOCAL_ENTRIES = 1024
 
 
@@ -93,6 +97,23 @@ class PersistedQueries:
         self._remember(digest, document)
         return document
 
+    async def register(self, operation: Operation) -> None:
+        """Keep the document of a persisted query that ran: called only once the operation
+        was validated and paid for (so nothing that fails to parse, or goes unpaid, is
+        stored), and only for documents up to ``MAX_REGISTERED_CHARS``; a longer one runs
+        but is not kept, and its client goes on sending it in full."""
+        persisted = (operation.extensions or {}).get("persistedQuery")
+        document = operation.query
+        if not isinstance(persisted, dict) or document is None:
+            return
+        digest = persisted.get("sha256Hash")
+        if not isinstance(digest, str) or digest in self._local:
+            return
+        if len(document) > MAX_REGISTERED_CHARS or sha256(document) != digest:
+            return
+        self._remember(digest, document)
+        await self._cache.set_many({self._key(digest): document.encode()}, ttl_seconds=self._ttl)
+
     def _registered(self, digest: str) -> bool:
         return self._trusted is not None and digest in self._trusted
 
@@ -120,11 +141,6 @@ class PersistedQueries:
                 raise RequestRefused(400, "BAD_REQUEST", "provided sha does not match query")
             if restricted and not self._registered(digest):
                 raise _not_in_safelist()
-            if digest not in self._local:
-                self._remember(digest, operation.query)
-                await self._cache.set_many(
-                    {self._key(digest): operation.query.encode()}, ttl_seconds=self._ttl
-                )
             return operation
         document = await self._lookup(digest)
         if document is None:

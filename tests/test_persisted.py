@@ -196,3 +196,20 @@ async def test_a_trusted_file_with_a_wrong_hash_stops_the_start(
     with pytest.raises(ValueError, match="is not the SHA-256 of its document"):
         async with app.router.lifespan_context(app):
             pass
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "query Broken($u: USCC!) { enterprise(uscc: $u) { nam } }",  # does not validate
+        NAME + " " * 4100,  # longer than a registered document may be
+    ],
+    ids=["invalid", "too-long"],
+)
+async def test_only_a_valid_short_document_is_registered(
+    client: httpx.AsyncClient, document: str
+) -> None:
+    document = unique(document)
+    hash_only = {"variables": {"u": HANGZHOU}, "extensions": persisted(document)}
+    await client.post("/graphql", json={**hash_only, "query": document})
+    assert (await client.post("/graphql", json=hash_only)).json() == NOT_FOUND
