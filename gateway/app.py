@@ -31,12 +31,12 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-async def _seed_if_empty(runtime: Runtime) -> None:
+async def _seed_if_empty(runtime: Runtime, sources: Sources) -> None:
     settings = runtime.settings
     if settings.gateway_seed_enterprises == 0:
         return
     try:
-        empty = await registry_is_empty(runtime.sources)
+        empty = await registry_is_empty(sources)
     except PyMongoError as exc:
         log.warning("registry unreachable at start-up, not seeding: %s", exc)
         return
@@ -53,10 +53,10 @@ async def _seed_if_empty(runtime: Runtime) -> None:
     log.info("seeded %d enterprises in %.1fs", report.enterprises, report.seconds)
 
 
-async def _banner(runtime: Runtime) -> None:
+async def _banner(runtime: Runtime, sources: Sources) -> None:
     settings = runtime.settings
     try:
-        examples = await sample_usccs(runtime.sources)
+        examples = await sample_usccs(sources)
     except PyMongoError:
         examples = []
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
@@ -95,13 +95,24 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
-            # Seeding replaces the collections, indexes included, so it goes first.
-            await _seed_if_empty(runtime)
-            await ensure_indexes(runtime.sources)
-            await ensure_audit_indexes(runtime.sources)
+            # Start-up work has time of its own: an index build on a large collection
+            # may take far longer than a request may wait (a down source is still
+            # given up after MONGODB_TIMEOUT_MS).
+            startup = Sources.from_settings(
+                settings,
+                runtime.embedded_mongodb_url,
+                socket_timeout_ms=settings.startup_timeout_ms,
+            )
+            try:
+                # Seeding replaces the collections, indexes included, so it goes first.
+                await _seed_if_empty(runtime, startup)
+                await ensure_indexes(startup)
+                await ensure_audit_indexes(startup)
+                if banner:
+                    await _banner(runtime, startup)
+            finally:
+                await startup.close()
             app.state.runtime = runtime
-            if banner:
-                await _banner(runtime)
             yield
 
     routes = [

@@ -59,6 +59,15 @@ class Settings(BaseSettings):
         le=60_000,
         description="Server selection, connect and socket timeout for each source, ms.",
     )
+    startup_timeout_ms: int = Field(
+        default=120_000,
+        ge=1_000,
+        le=3_600_000,
+        description=(
+            "How long start-up work (the seed check, index builds) may wait for a source "
+            "that answers; one that is down is still given up after MONGODB_TIMEOUT_MS."
+        ),
+    )
     redis_url: str | None = Field(
         default=None,
         description="Redis URL for the document cache; unset starts the embedded server.",

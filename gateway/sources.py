@@ -30,9 +30,18 @@ class Sources:
     ``MONGODB_URL_<SOURCE>`` gives a source a cluster, and a client, of its own.
     """
 
-    def __init__(self, urls: Mapping[Source, str], *, timeout_ms: int, bulk: bool = False) -> None:
+    def __init__(
+        self,
+        urls: Mapping[Source, str],
+        *,
+        timeout_ms: int,
+        bulk: bool = False,
+        socket_timeout_ms: int | None = None,
+    ) -> None:
         """``bulk`` lifts the socket timeout, for seeding: a long insert must not be
-        cut off (and then retried, which would duplicate it)."""
+        cut off (and then retried, which would duplicate it). ``socket_timeout_ms``
+        gives slow work (start-up's index builds) longer than a request's reads, while
+        a source that is down is still found out within ``timeout_ms``."""
         #: Each source's own timeout, seconds: also the most a request's read may take.
         self.timeout_s: float | None = None if bulk else timeout_ms / 1000
         self._clients: dict[str, AsyncMongoClient[Document]] = {}
@@ -45,7 +54,7 @@ class Sources:
                     url,
                     serverSelectionTimeoutMS=timeout_ms,
                     connectTimeoutMS=timeout_ms,
-                    socketTimeoutMS=None if bulk else timeout_ms,
+                    socketTimeoutMS=None if bulk else (socket_timeout_ms or timeout_ms),
                     tz_aware=True,
                     appname="integrity-gateway",
                 )
@@ -56,7 +65,12 @@ class Sources:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, embedded_url: str | None, *, bulk: bool = False
+        cls,
+        settings: Settings,
+        embedded_url: str | None,
+        *,
+        bulk: bool = False,
+        socket_timeout_ms: int | None = None,
     ) -> Sources:
         urls: dict[Source, str] = {}
         for source in Source:
@@ -64,7 +78,12 @@ class Sources:
             if url is None:
                 raise ValueError(f"no MongoDB URL for source {source.value}")
             urls[source] = url
-        return cls(urls, timeout_ms=settings.mongodb_timeout_ms, bulk=bulk)
+        return cls(
+            urls,
+            timeout_ms=settings.mongodb_timeout_ms,
+            bulk=bulk,
+            socket_timeout_ms=socket_timeout_ms,
+        )
 
     def db(self, source: Source) -> AsyncDatabase[Document]:
         return self._databases[source]

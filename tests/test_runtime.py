@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import create_app
-from gateway.settings import Settings
+from gateway.settings import Settings, Source
 from tests.conftest import graphql, serving
 
 
@@ -62,3 +62,22 @@ async def test_the_banner_shows_where_to_go_and_a_token_per_role(
     ]
     assert viewers[1].enterprise == examples[0]
     assert viewers[2].scopes == {"identity:read", "identity:verify", "risk:read"}
+
+
+async def test_start_up_work_waits_longer_than_a_request_but_not_for_a_dead_source(
+    settings: Settings,
+) -> None:
+    """Index builds and the seed check get STARTUP_TIMEOUT_MS to answer; finding out
+    that a source is down still takes MONGODB_TIMEOUT_MS, as for a request."""
+    from gateway.sources import Sources
+
+    startup = Sources.from_settings(settings, None, socket_timeout_ms=120_000)
+    requests = Sources.from_settings(settings, None)
+    try:
+        for sources, socket_s in ((startup, 120.0), (requests, 2.0)):
+            options = sources.db(Source.REGISTRY).client.options
+            assert options.pool_options.socket_timeout == socket_s
+            assert options.server_selection_timeout == 2.0
+    finally:
+        await startup.close()
+        await requests.close()
