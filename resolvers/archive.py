@@ -158,13 +158,20 @@ class RegistryFields:
     operating_period: OperatingPeriod = visible(Tier.PUBLIC, "Operating period of the licence.")
     registered_address: str = visible(Tier.PUBLIC, "Registered address (住所).")
     established_on: dt.date = visible(Tier.PUBLIC, "Date of establishment.")
-    registered_capital: Money = visible(Tier.PUBLIC, "Registered capital.")
+    #: The registry document's money and shareholders, converted only when asked for
+    #: (a search page of fifty would otherwise build every shareholder's Decimal).
+    capital_document: strawberry.Private[Document]
+    shareholder_documents: strawberry.Private[list[Document]]
+
+    @visible(Tier.PUBLIC, "Registered capital.")
+    def registered_capital(self) -> Money:
+        return Money.from_document(self.capital_document)
+
     business_scope: str = visible(Tier.PUBLIC, "Business scope (经营范围).")
     registration_authority: str = visible(Tier.PUBLIC, "Registration authority (登记机关).")
     legal_representative: LegalRepresentative = visible(
         Tier.PUBLIC, "The legal representative (法定代表人 / 经营者)."
     )
-    shareholder_list: strawberry.Private[list[Shareholder]]
     updated_at: dt.datetime = visible(Tier.PUBLIC, "When the registry last updated this archive.")
 
     @visible(
@@ -175,7 +182,8 @@ class RegistryFields:
     def shareholders(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> ShareholderConnection:
-        return ShareholderConnection.of(self.shareholder_list, info=info, first=first, after=after)
+        shareholders = [Shareholder.from_document(doc) for doc in self.shareholder_documents]
+        return ShareholderConnection.of(shareholders, info=info, first=first, after=after)
 
     @visible(
         Tier.PUBLIC,
@@ -210,13 +218,13 @@ class RegistryFields:
             ),
             registered_address=doc["address"],
             established_on=doc["established_on"].date(),
-            registered_capital=Money.from_document(doc["registered_capital"]),
+            capital_document=doc["registered_capital"],
             business_scope=doc["business_scope"],
             registration_authority=doc["authority"],
             legal_representative=LegalRepresentative(
                 enterprise_uscc=uscc, name=doc["legal_representative_name"]
             ),
-            shareholder_list=[Shareholder.from_document(s) for s in doc["shareholders"]],
+            shareholder_documents=doc["shareholders"],
             updated_at=doc["updated_at"],
         )
 
