@@ -1,7 +1,7 @@
 """Limits: what one operation may be, and what each client may spend per window.
 
 The operation budget (tokens, depth, aliases, root fields, directives, operations per
-document, cost per viewer kind) is checked by resolvers/limits.py before anything
+document, cost per viewer kind) is checked by resolvers/limits/ before anything
 executes. Rate limits spend an operation's cost in a sliding window per client, on
 the `limits` library: kept in Redis, so every worker and replica shares them; when
 Redis fails, counted in this process's memory instead (still a limit, per worker

@@ -25,7 +25,7 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN = "FORBIDDEN"
     #: The request's deadline passed before the field's source answered.
     TIMEOUT = "TIMEOUT"
-    # Operation limits (resolvers/limits.py), each refused before execution.
+    # Operation limits (resolvers/limits/), each refused before execution.
     TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
     DEPTH_LIMIT_EXCEEDED = "DEPTH_LIMIT_EXCEEDED"
     TOO_MANY_ALIASES = "TOO_MANY_ALIASES"

@@ -24,33 +24,10 @@ Scalars are free. So ``integrityBadges(usccs: [100 codes]) { name }`` costs 100 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
-from graphql import (
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    GraphQLInterfaceType,
-    GraphQLList,
-    GraphQLNonNull,
-    GraphQLObjectType,
-    GraphQLOutputType,
-    GraphQLSchema,
-    InlineFragmentNode,
-    IntValueNode,
-    ListValueNode,
-    OperationDefinitionNode,
-    SelectionSetNode,
-    ValueNode,
-    VariableNode,
-    get_named_type,
-    is_composite_type,
-    parse,
-)
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
 from graphql.language import Lexer, Source, TokenKind
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
@@ -59,7 +36,9 @@ from strawberry.schema.schema import validate_document
 from gateway.limits import OperationBudget
 from gateway.viewer import Operator
 from resolvers.errors import ErrorCode
-from resolvers.permissions import public_operation, select_operation
+from resolvers.limits.cost import LIST_SIZES, TYPE_WEIGHTS, operation_cost
+from resolvers.limits.shape import Shape, operation_shape
+from resolvers.permissions import public_operation
 
 __all__ = [
     "LIST_SIZES",
@@ -70,126 +49,12 @@ __all__ = [
     "operation_shape",
 ]
 
-#: Arguments whose value is the size of the list a field returns (or, on a
-#: connection, of the lists under it).
-SIZE_ARGUMENTS = ("first", "usccs", "ids")
-#: Lists of objects that take no size argument, and how long they can be.
-LIST_SIZES = {"businessFiles": 4}
-#: What one object of a type costs; every other type costs 1. An enterprise is what the
-#: service agreement forbids harvesting (clause 2.2(2)), so each one a response can
-#: carry costs ten times a part of one: a crawler pays per enterprise, a person reading
-#: an archive page pays mostly for its parts. An abstract type costs its dearest member.
-TYPE_WEIGHTS = {"Enterprise": 10, "IntegrityBadge": 10}
-#: Introspection is governed by its own rule (operators and dev mode only, in
-#: production); its fields are not counted in depth or cost.
-_INTROSPECTION = ("__schema", "__type")
-
 
 class LimitError(GraphQLError):
     """An operation refused by a limit; its code names the limit."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message, extensions={"code": code.value})
-
-
-@dataclass(frozen=True, slots=True)
-class Shape:
-    """What an operation looks like, fragments expanded (every spread counted)."""
-
-    depth: int = 0
-    aliases: int = 0
-    root_fields: int = 0
-    directives: int = 0
-    #: Field selections, leaves included: graphql-core's overlapping-fields check is
-    #: quadratic in them, so they are bounded before it runs.
-    fields: int = 0
-
-
-def _combine(shapes: Iterator[Shape]) -> Shape:
-    depth = aliases = directives = fields = 0
-    for shape in shapes:
-        depth = max(depth, shape.depth)
-        aliases += shape.aliases
-        directives += shape.directives
-        fields += shape.fields
-    return Shape(depth=depth, aliases=aliases, directives=directives, fields=fields)
-
-
-def operation_shape(document: DocumentNode, operation_name: str | None) -> Shape:
-    """The shape of the operation that would run; safe on an invalid document (unknown
-    fragments count nothing, a fragment cycle is cut), and linear in the document
-    however often fragments are spread."""
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    operation = select_operation(document, operation_name)
-    if operation is None:
-        return Shape()
-
-    @functools.cache
-    def fragment(name: str) -> Shape:
-        found = fragments.get(name)
-        if found is None or name in visiting:
-            return Shape()
-        visiting.add(name)
-        try:
-            own = len(found.directives or ())
-            inner = selections(found.selection_set)
-            return Shape(inner.depth, inner.aliases, 0, inner.directives + own, inner.fields)
-        finally:
-            visiting.discard(name)
-
-    visiting: set[str] = set()
-
-    def selections(node: SelectionSetNode | None) -> Shape:
-        if node is None:
-            return Shape()
-        return _combine(selection(child) for child in node.selections)
-
-    def selection(node: Any) -> Shape:
-        own = len(node.directives or ())
-        if isinstance(node, FieldNode):
-            aliased = int(node.alias is not None)
-            if node.name.value in _INTROSPECTION:
-                return Shape(depth=1, aliases=aliased, directives=own, fields=1)
-            inner = selections(node.selection_set)
-            return Shape(
-                inner.depth + 1,
-                inner.aliases + aliased,
-                0,
-                inner.directives + own,
-                inner.fields + 1,
-            )
-        if isinstance(node, FragmentSpreadNode):
-            inner = fragment(node.name.value)
-        else:
-            inner = selections(node.selection_set)
-        return Shape(inner.depth, inner.aliases, 0, inner.directives + own, inner.fields)
-
-    whole = selections(operation.selection_set)
-    return Shape(
-        depth=whole.depth,
-        aliases=whole.aliases,
-        root_fields=_root_fields(operation.selection_set, fragments, set()),
-        directives=whole.directives + len(operation.directives or ()),
-        fields=whole.fields,
-    )
-
-
-def _root_fields(
-    node: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode], seen: set[str]
-) -> int:
-    count = 0
-    for child in node.selections:
-        if isinstance(child, FieldNode):
-            count += 1
-        elif isinstance(child, InlineFragmentNode):
-            count += _root_fields(child.selection_set, fragments, seen)
-        elif isinstance(child, FragmentSpreadNode) and child.name.value not in seen:
-            found = fragments.get(child.name.value)
-            if found is not None:
-                count += _root_fields(found.selection_set, fragments, seen | {child.name.value})
-    return count
 
 
 def _count_tokens(query: str, limit: int) -> int:
@@ -235,102 +100,6 @@ def _parse_document(query: str, max_tokens: int) -> DocumentNode | tuple[ErrorCo
                 f"The document has more than {max_tokens} tokens; at most {max_tokens} allowed.",
             )
         return None
-
-
-def _argument_value(
-    node: ValueNode | None, variables: Mapping[str, Any], default: Any = None
-) -> Any:
-    if node is None:
-        return default
-    if isinstance(node, VariableNode):
-        return variables.get(node.name.value, default)
-    if isinstance(node, IntValueNode):
-        return int(node.value)
-    if isinstance(node, ListValueNode):
-        return list(node.values)
-    return default
-
-
-def _size(
-    node: FieldNode, definition: Any, variables: Mapping[str, Any], pending: int | None
-) -> tuple[int, int | None]:
-    """The field's own multiplier, and the size it passes to the lists under it."""
-    given = {argument.name.value: argument.value for argument in node.arguments or ()}
-    explicit: int | None = None
-    for name in SIZE_ARGUMENTS:
-        if name in definition.args:
-            value = _argument_value(given.get(name), variables, definition.args[name].default_value)
-            if isinstance(value, list):
-                explicit = len(value)
-            elif isinstance(value, int) and not isinstance(value, bool):
-                explicit = max(value, 0)
-    field_type: GraphQLOutputType = definition.type
-    if isinstance(field_type, GraphQLNonNull):
-        field_type = field_type.of_type
-    if not isinstance(field_type, GraphQLList):
-        # A single object; a connection's `first` sizes the lists under it.
-        return 1, explicit
-    if explicit is not None:
-        return explicit, None
-    if pending is not None:
-        return pending, None
-    return LIST_SIZES.get(node.name.value, 1), None
-
-
-def operation_cost(
-    schema: GraphQLSchema,
-    document: DocumentNode,
-    operation_name: str | None,
-    variables: Mapping[str, Any] | None,
-) -> int:
-    """Objects × list sizes for a *validated* document (see the module docstring)."""
-    operation = select_operation(document, operation_name)
-    if operation is None:
-        return 0
-    root = schema.get_root_type(operation.operation)
-    if root is None:
-        return 0
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    values = variables or {}
-
-    def weight(named: Any) -> int:
-        if isinstance(named, GraphQLObjectType):
-            return TYPE_WEIGHTS.get(named.name, 1)
-        return max((weight(member) for member in schema.get_possible_types(named)), default=1)
-
-    def cost(node: SelectionSetNode | None, parent: Any, pending: int | None) -> int:
-        if node is None:
-            return 0
-        total = 0
-        for child in node.selections:
-            if isinstance(child, FieldNode):
-                name = child.name.value
-                if name.startswith("__") or not isinstance(
-                    parent, GraphQLObjectType | GraphQLInterfaceType
-                ):
-                    continue
-                definition = parent.fields.get(name)
-                if definition is None:
-                    continue
-                named = get_named_type(definition.type)
-                if not is_composite_type(named):
-                    continue
-                size, passed = _size(child, definition, values, pending)
-                total += size * (weight(named) + cost(child.selection_set, named, passed))
-            elif isinstance(child, InlineFragmentNode):
-                condition = child.type_condition
-                target = schema.get_type(condition.name.value) if condition else parent
-                total += cost(child.selection_set, target, pending)
-            elif isinstance(child, FragmentSpreadNode):
-                found = fragments.get(child.name.value)
-                if found is not None:
-                    target = schema.get_type(found.type_condition.name.value)
-                    total += cost(found.selection_set, target, pending)
-        return total
-
-    return cost(operation.selection_set, root, None)
 
 
 def _measure(document: DocumentNode, operation_name: str | None) -> tuple[int, Shape]:

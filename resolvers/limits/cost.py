@@ -1,0 +1,136 @@
+"""The cost of a validated operation: objects × list sizes (see the package docstring)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
+    SelectionSetNode,
+    ValueNode,
+    VariableNode,
+    get_named_type,
+    is_composite_type,
+)
+
+from resolvers.permissions import select_operation
+
+__all__ = ["LIST_SIZES", "SIZE_ARGUMENTS", "TYPE_WEIGHTS", "operation_cost"]
+
+SIZE_ARGUMENTS = ("first", "usccs", "ids")
+#: Lists of objects that take no size argument, and how long they can be.
+LIST_SIZES = {"businessFiles": 4}
+#: What one object of a type costs; every other type costs 1. An enterprise is what the
+#: service agreement forbids harvesting (clause 2.2(2)), so each one a response can
+#: carry costs ten times a part of one: a crawler pays per enterprise, a person reading
+#: an archive page pays mostly for its parts. An abstract type costs its dearest member.
+TYPE_WEIGHTS = {"Enterprise": 10, "IntegrityBadge": 10}
+
+
+def _argument_value(
+    node: ValueNode | None, variables: Mapping[str, Any], default: Any = None
+) -> Any:
+    if node is None:
+        return default
+    if isinstance(node, VariableNode):
+        return variables.get(node.name.value, default)
+    if isinstance(node, IntValueNode):
+        return int(node.value)
+    if isinstance(node, ListValueNode):
+        return list(node.values)
+    return default
+
+
+def _size(
+    node: FieldNode, definition: Any, variables: Mapping[str, Any], pending: int | None
+) -> tuple[int, int | None]:
+    """The field's own multiplier, and the size it passes to the lists under it."""
+    given = {argument.name.value: argument.value for argument in node.arguments or ()}
+    explicit: int | None = None
+    for name in SIZE_ARGUMENTS:
+        if name in definition.args:
+            value = _argument_value(given.get(name), variables, definition.args[name].default_value)
+            if isinstance(value, list):
+                explicit = len(value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                explicit = max(value, 0)
+    field_type: GraphQLOutputType = definition.type
+    if isinstance(field_type, GraphQLNonNull):
+        field_type = field_type.of_type
+    if not isinstance(field_type, GraphQLList):
+        # A single object; a connection's `first` sizes the lists under it.
+        return 1, explicit
+    if explicit is not None:
+        return explicit, None
+    if pending is not None:
+        return pending, None
+    return LIST_SIZES.get(node.name.value, 1), None
+
+
+def operation_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+) -> int:
+    """Objects × list sizes for a *validated* document (see the module docstring)."""
+    operation = select_operation(document, operation_name)
+    if operation is None:
+        return 0
+    root = schema.get_root_type(operation.operation)
+    if root is None:
+        return 0
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    values = variables or {}
+
+    def weight(named: Any) -> int:
+        if isinstance(named, GraphQLObjectType):
+            return TYPE_WEIGHTS.get(named.name, 1)
+        return max((weight(member) for member in schema.get_possible_types(named)), default=1)
+
+    def cost(node: SelectionSetNode | None, parent: Any, pending: int | None) -> int:
+        if node is None:
+            return 0
+        total = 0
+        for child in node.selections:
+            if isinstance(child, FieldNode):
+                name = child.name.value
+                if name.startswith("__") or not isinstance(
+                    parent, GraphQLObjectType | GraphQLInterfaceType
+                ):
+                    continue
+                definition = parent.fields.get(name)
+                if definition is None:
+                    continue
+                named = get_named_type(definition.type)
+                if not is_composite_type(named):
+                    continue
+                size, passed = _size(child, definition, values, pending)
+                total += size * (weight(named) + cost(child.selection_set, named, passed))
+            elif isinstance(child, InlineFragmentNode):
+                condition = child.type_condition
+                target = schema.get_type(condition.name.value) if condition else parent
+                total += cost(child.selection_set, target, pending)
+            elif isinstance(child, FragmentSpreadNode):
+                found = fragments.get(child.name.value)
+                if found is not None:
+                    target = schema.get_type(found.type_condition.name.value)
+                    total += cost(found.selection_set, target, pending)
+        return total
+
+    return cost(operation.selection_set, root, None)
