@@ -27,12 +27,34 @@ def _errors(body: dict[str, Any]) -> list[tuple[str, list[Any], str]]:
     return [(e["message"], e["path"], e["extensions"]["code"]) for e in body.get("errors", [])]
 
 
+@pytest.mark.parametrize(
+    ("update", "message", "code"),
+    [
+        # The source's own timeout answers first: the source is unavailable.
+        (
+            {"mongodb_timeout_ms": 300},
+            "The platform_tmall source is unavailable; try again later.",
+            "SOURCE_UNAVAILABLE",
+        ),
+        # The request's deadline (0.4 s) answers before the source's timeout (5 s).
+        (
+            {"mongodb_timeout_ms": 5000, "request_deadline_ms": 400},
+            "The request ran out of time waiting for the platform_tmall source; its fields "
+            "are left null.",
+            "TIMEOUT",
+        ),
+    ],
+    ids=["source-timeout", "request-deadline"],
+)
 async def test_a_platform_that_times_out_nulls_only_its_fields(
-    settings: Settings, silent_server: str, cold_cache: None
+    settings: Settings,
+    silent_server: str,
+    cold_cache: None,
+    update: dict[str, Any],
+    message: str,
+    code: str,
 ) -> None:
-    hung = settings.model_copy(
-        update={"mongodb_url_platform_tmall": silent_server, "mongodb_timeout_ms": 300}
-    )
+    hung = settings.model_copy(update={"mongodb_url_platform_tmall": silent_server, **update})
     async with serving(hung) as client:
         response = await client.post(
             "/graphql",
@@ -46,11 +68,11 @@ async def test_a_platform_that_times_out_nulls_only_its_fields(
     assert body["data"]["enterprise"]["name"] == "杭州百川服饰有限公司"
     assert body["data"]["enterprise"]["integrityLevel"] is not None
     assert [f["storeCount"] is None for f in files] == [False, False, True, False]
-    assert _errors(body) == [
+    assert [(e["message"], e["path"], e["extensions"]) for e in body["errors"]] == [
         (
-            "The platform_tmall source is unavailable; try again later.",
+            message,
             ["enterprise", "businessFiles", 2, "storeCount"],
-            "SOURCE_UNAVAILABLE",
+            {"code": code, "source": "platform_tmall"},
         )
     ]
 

@@ -187,43 +187,6 @@ async def test_a_uscc_outside_the_mainland_is_bad_user_input(
 # --- Bounded work --------------------------------------------------------------------
 
 
-async def test_a_paused_source_costs_at_most_the_deadline(
-    settings: Settings,
-    silent_server: str,
-    cold_cache: None,
-) -> None:
-    """The source's own timeout (5 s) is longer than the request's deadline (0.4 s):
-    the deadline answers, with the source's fields null and TIMEOUT."""
-    hung = settings.model_copy(
-        update={
-            "mongodb_url_platform_tmall": silent_server,
-            "mongodb_timeout_ms": 5000,
-            "request_deadline_ms": 400,
-        }
-    )
-    async with serving(hung) as client:
-        response = await client.post(
-            "/graphql",
-            json={"query": FILES, "variables": {"u": FULL}},
-            headers=bearer(settings, "member"),
-        )
-    body = response.json()
-    assert response.status_code == 200
-    assert body["data"]["enterprise"]["name"] == "杭州百川服饰有限公司"
-    assert [f["storeCount"] is None for f in body["data"]["enterprise"]["businessFiles"]] == [
-        False,
-        False,
-        True,
-        False,
-    ]
-    assert [(e["path"], e["extensions"]) for e in body["errors"]] == [
-        (
-            ["enterprise", "businessFiles", 2, "storeCount"],
-            {"code": "TIMEOUT", "source": "platform_tmall"},
-        )
-    ]
-
-
 async def test_beyond_the_in_flight_cap_is_503_at_once_and_healthz_still_answers(
     settings: Settings,
     silent_server: str,
