@@ -36,7 +36,7 @@ from gateway.persisted import PersistedNotFound
 from gateway.requests import Operation, RequestRefused, read_operation
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.viewer import Anonymous, Operator, Viewer
+from gateway.viewer import Operator, Viewer
 from loaders import create_loaders
 from loaders.audit import write_audit
 from resolvers.context import Context
@@ -209,9 +209,7 @@ class GraphQLView:
         if allowance is not None:
             headers.update(allowance.headers())
         if request.method == "GET":
-            shareable = (
-                isinstance(viewer, Anonymous) and context.report.public and "errors" not in body
-            )
+            shareable = context.report.public and "errors" not in body
             headers["cache-control"] = (
                 f"public, max-age={settings.cache_max_age_seconds}"
                 if shareable

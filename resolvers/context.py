@@ -24,7 +24,8 @@ class OperationReport:
 
     cost: int | None = None
     allowance: Allowance | None = None
-    #: Every field of the operation is PUBLIC (so an anonymous GET answer may be cached).
+    #: An anonymous GET whose every field is PUBLIC (so its answer may be cached);
+    #: not looked at for any other request.
     public: bool = False
 
 

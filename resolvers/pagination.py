@@ -65,9 +65,7 @@ class CountedListConnection(ListConnection[NodeType]):
     )
 
     @classmethod
-    def page(
-        cls, items: Sequence[Any], *, info: strawberry.Info, first: int, after: str | None
-    ) -> Self:
+    def page(cls, items: Sequence[Any], *, first: int, after: str | None) -> Self:
         """One page of a list in hand (the arguments already checked).
 
         The slicing is ``ListConnection.resolve_connection``'s for a list and `first`
@@ -100,7 +98,7 @@ class CountedListConnection(ListConnection[NodeType]):
     ) -> Self:
         """Check the arguments, then one page of a list in hand."""
         check_page_arguments(info.context.viewer, first, after)
-        return cls.page(items, info=info, first=first, after=after)
+        return cls.page(items, first=first, after=after)
 
     @classmethod
     def from_loader(
@@ -116,9 +114,7 @@ class CountedListConnection(ListConnection[NodeType]):
         """Check the arguments before anything is loaded, then one page of
         ``build(documents)``: at once when a parent loaded them, else awaitable."""
         check_page_arguments(info.context.viewer, first, after)
-        return loader.then(
-            key, lambda docs: cls.page(build(docs), info=info, first=first, after=after)
-        )
+        return loader.then(key, lambda docs: cls.page(build(docs), first=first, after=after))
 
 
 @functools.cache

@@ -34,7 +34,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from gateway.limits import OperationBudget
-from gateway.viewer import Operator
+from gateway.viewer import Anonymous, Operator
 from resolvers.errors import ErrorCode
 from resolvers.limits.cost import LIST_SIZES, TYPE_WEIGHTS, operation_cost
 from resolvers.limits.shape import Shape, operation_shape
@@ -191,9 +191,11 @@ class OperationLimits(SchemaExtension):
         )
         report = context.report
         report.cost = cost
-        report.public = (_public_cached if cached else public_operation)(
-            execution_context.schema._schema, document, execution_context.operation_name
-        )
+        if context.http_method == "GET" and isinstance(context.viewer, Anonymous):
+            # Only an anonymous GET answer may be shared, so only it is looked at.
+            report.public = (_public_cached if cached else public_operation)(
+                execution_context.schema._schema, document, execution_context.operation_name
+            )
         allowed = budget.cost[context.viewer.kind]
         if cost > allowed:
             execution_context.pre_execution_errors = [
