@@ -19,6 +19,9 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.scenarios import WHOLE
 from gateway.app import create_app
 from gateway.devkeys import mint_role_token
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis
@@ -27,13 +30,6 @@ from gateway.sources import Sources
 from loaders.seed import seed
 
 ENTERPRISES = 2000
-ARCHIVE = """query($u: USCC!) { enterprise(uscc: $u) {
-  name region { name } registeredCapital { amount } changeRecords { edges { node { item } } }
-  legalRepresentative { maskedIdNumber } identityAuthentication { verified status method }
-  integrityLevel { grade } serviceStatus { state reason }
-  businessFiles { platform storeCount stores { edges { node { name } } }
-    chengxintong { buyerCount } certifications { edges { node { agency } } }
-    riskRecords { edges { node { title } } } } } }"""
 SEARCH = """{ enterprises(first: 50) { edges { node { uscc name identityAuthentication { verified }
   integrityLevel { grade } businessFiles { platform storeCount } } } } }"""
 BADGES = "query($u: [String!]!) { integrityBadges(usccs: $u) { uscc verified grade serviceState } }"
@@ -81,7 +77,7 @@ async def main(data_dir: Path) -> None:
                     return run
 
                 cases = {
-                    "archive page (every field)": post(ARCHIVE, {"u": usccs[0]}),
+                    "archive page (every field)": post(WHOLE, {"u": usccs[0]}),
                     "search page of 50": post(SEARCH, {}),
                     "10 badges": post(BADGES, {"u": usccs[:10]}),
                     "100 badges": post(BADGES, {"u": usccs[:100]}),
