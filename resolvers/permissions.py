@@ -24,6 +24,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLField,
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -43,6 +44,8 @@ __all__ = [
     "VisibilityExtension",
     "decide",
     "enforce",
+    "field_rule",
+    "fragment_definitions",
     "public_operation",
     "select_operation",
     "visible",
@@ -174,6 +177,19 @@ def _denial(info: strawberry.Info, rule: Rule, decision: Decision) -> GraphQLErr
     return located
 
 
+def fragment_definitions(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    """The document's fragments, by name."""
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
+def field_rule(field: GraphQLField) -> Rule | None:
+    """The rule ``visible`` declared for a field of the built schema (None: not ours,
+    e.g. a Relay ``PageInfo`` field, which is public)."""
+    definition = field.extensions.get("strawberry-definition")
+    rule: Rule | None = definition.metadata.get("rule") if definition is not None else None
+    return rule
+
+
 def select_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
     """The operation a request runs: the named one, or the only one."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -187,18 +203,8 @@ def public_operation(
 ) -> bool:
     """Whether every field the (validated) operation selects is PUBLIC: its answer to
     an anonymous viewer is the same for every anonymous viewer, so it may be cached."""
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    operation = next(
-        (
-            op
-            for op in operations
-            if operation_name is None or (op.name and op.name.value == operation_name)
-        ),
-        None,
-    )
+    fragments = fragment_definitions(document)
+    operation = select_operation(document, operation_name)
     if operation is None:
         return False
 
@@ -212,8 +218,7 @@ def public_operation(
                 field = getattr(parent, "fields", {}).get(child.name.value)
                 if field is None:
                     return False
-                definition = field.extensions.get("strawberry-definition")
-                rule = definition.metadata.get("rule") if definition is not None else None
+                rule = field_rule(field)
                 if rule is not None and rule.tier is not Tier.PUBLIC:
                     return False
                 if not public(child.selection_set, get_named_type(field.type), seen):

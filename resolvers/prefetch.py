@@ -27,7 +27,7 @@ from graphql import (
 from gateway.viewer import Owner
 from loaders.platforms import CERTIFYING_PLATFORMS, PLATFORMS
 from resolvers.context import Info
-from resolvers.permissions import Decision, decide
+from resolvers.permissions import Decision, decide, field_rule
 
 __all__ = ["prefetch_enterprises", "selections"]
 
@@ -62,7 +62,7 @@ def _may(info: Info, type_name: str, field_name: str) -> bool:
     """Whether the viewer may see the field somewhere (an owner's own enterprise
     counts): only such fields are loaded ahead. The field still checks for itself."""
     field = info.schema._schema.type_map[type_name].fields[field_name]  # type: ignore[attr-defined]
-    rule = field.extensions["strawberry-definition"].metadata.get("rule")
+    rule = field_rule(field)
     if rule is None:
         return True
     viewer = info.context.viewer

@@ -25,7 +25,7 @@ from hypothesis_graphql import strategies as gql
 
 from gateway.settings import Settings
 from gateway.viewer import Anonymous, Member, Operator, Owner, ServiceClient, Viewer
-from resolvers.permissions import Decision, Rule, decide
+from resolvers.permissions import Decision, decide, field_rule
 from resolvers.schema import schema
 from tests.conftest import bearer
 from tests.test_archive import HANGZHOU, INDIVIDUAL
@@ -48,15 +48,6 @@ VIEWERS: dict[str, tuple[Viewer, dict[str, Any]]] = {
     ),
     "operator": (Operator(subject="fuzz-operator"), {}),
 }
-
-
-def _rule(parent: GraphQLObjectType, name: str) -> Rule | None:
-    field = parent.fields.get(name)
-    if field is None:
-        return None
-    definition = field.extensions.get("strawberry-definition")
-    rule: Rule | None = definition.metadata.get("rule") if definition is not None else None
-    return rule
 
 
 def beyond_tier(
@@ -83,7 +74,8 @@ def beyond_tier(
         key = node.alias.value if node.alias else node.name.value
         if key not in data or node.name.value.startswith("__"):
             continue
-        rule = _rule(parent, node.name.value)
+        field = parent.fields.get(node.name.value)
+        rule = field_rule(field) if field is not None else None
         # An owner's OWNER-tier fields depend on the enterprise: other tests pin those.
         owners_own = isinstance(viewer, Owner) and rule is not None and rule.per_enterprise
         denied = (Decision.UNAUTHENTICATED, Decision.FORBIDDEN)

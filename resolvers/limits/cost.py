@@ -8,7 +8,6 @@ from typing import Any
 from graphql import (
     DocumentNode,
     FieldNode,
-    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLInterfaceType,
     GraphQLList,
@@ -26,7 +25,7 @@ from graphql import (
     is_composite_type,
 )
 
-from resolvers.permissions import select_operation
+from resolvers.permissions import fragment_definitions, select_operation
 
 __all__ = ["LIST_SIZES", "SIZE_ARGUMENTS", "TYPE_WEIGHTS", "operation_cost"]
 
@@ -93,9 +92,7 @@ def operation_cost(
     root = schema.get_root_type(operation.operation)
     if root is None:
         return 0
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    fragments = fragment_definitions(document)
     values = variables or {}
 
     def weight(named: Any) -> int:

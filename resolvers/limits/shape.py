@@ -16,7 +16,7 @@ from graphql import (
     SelectionSetNode,
 )
 
-from resolvers.permissions import select_operation
+from resolvers.permissions import fragment_definitions, select_operation
 
 __all__ = ["Shape", "operation_shape"]
 
@@ -52,9 +52,7 @@ def operation_shape(document: DocumentNode, operation_name: str | None) -> Shape
     """The shape of the operation that would run; safe on an invalid document (unknown
     fragments count nothing, a fragment cycle is cut), and linear in the document
     however often fragments are spread."""
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    fragments = fragment_definitions(document)
     operation = select_operation(document, operation_name)
     if operation is None:
         return Shape()
