@@ -24,6 +24,7 @@ from loaders.audit import ensure_audit_indexes
 from loaders.indexes import ensure_indexes
 from loaders.registry import sample_usccs
 from loaders.seed import DEMO_RANDOM_SEED, registry_is_empty, seed
+from resolvers.engine import Engine
 from resolvers.schema import schema
 
 __all__ = ["create_app"]
@@ -116,7 +117,11 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
             yield
 
     routes = [
-        Route("/graphql", GraphQLView(schema), methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        Route(
+            "/graphql",
+            GraphQLView(Engine(schema)),
+            methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+        ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

@@ -4,8 +4,8 @@ Written on Starlette rather than Strawberry's ASGI view because every step here 
 be able to refuse with its own status and a GraphQL-shaped body, before the next step
 costs anything: the request is read strictly (gateway/requests.py: 413, 415, 400), the
 token verified (401), a persisted operation looked up (gateway/persisted.py), and only
-then the operation handed to Strawberry, whose OperationLimits extension measures,
-prices and rate-limits it (400 / 429). Execution runs under the request's deadline.
+then the operation handed to the engine (resolvers/engine.py), which measures,
+prices and rate-limits it (400 / 429) and executes it. Execution runs under the request's deadline.
 A GET answer says how it may be cached: publicly, for ``CACHE_MAX_AGE_SECONDS``, when
 an anonymous viewer asked for PUBLIC fields only and got no error; else not at all.
 """
@@ -19,15 +19,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from graphql import OperationType
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
-from strawberry.exceptions import MissingQueryError
-from strawberry.http import process_result
 from strawberry.http.ides import get_graphql_ide_html
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types.graphql import OperationType
 
 from gateway.admission import error_body, send_error
 from gateway.audit import AuditTrail
@@ -40,6 +37,7 @@ from gateway.viewer import Operator, Viewer
 from loaders import create_loaders
 from loaders.audit import write_audit
 from resolvers.context import Context
+from resolvers.engine import Engine, OperationRefused
 from resolvers.errors import ErrorCode
 
 __all__ = ["GraphQLView"]
@@ -97,8 +95,8 @@ def _status(body: Mapping[str, Any]) -> int:
 class GraphQLView:
     """``/graphql``: GraphiQL for browsers in dev mode, GraphQL over GET and POST."""
 
-    def __init__(self, schema: Any) -> None:
-        self.schema = schema
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self._ide = get_graphql_ide_html("graphiql")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -171,29 +169,22 @@ class GraphQLView:
             allowed.add(OperationType.MUTATION)
         try:
             async with asyncio.timeout(deadline_s + _DEADLINE_GRACE_S):
-                result = await self.schema.execute(
+                body = await self.engine.run(
                     operation.query,
-                    variable_values=operation.variables,
-                    context_value=context,
-                    operation_name=operation.operation_name,
-                    allowed_operation_types=allowed,
-                    operation_extensions=operation.extensions,
+                    operation.variables,
+                    operation.operation_name,
+                    context,
+                    allowed,
+                    operation.extensions,
                 )
         except TimeoutError:
             return _error_response(
                 503, ErrorCode.TIMEOUT.value, "The request ran out of time; retry shortly."
             )
-        except MissingQueryError:
-            return _error_response(400, "BAD_REQUEST", "No GraphQL query found in the request.")
-        except InvalidOperationTypeError as exc:
-            return _error_response(
-                405, "METHOD_NOT_ALLOWED", exc.as_http_error_reason(request.method)
-            )
-        except CannotGetOperationTypeError as exc:
-            return _error_response(400, "BAD_REQUEST", exc.as_http_error_reason())
+        except OperationRefused as refused:
+            return _error_response(refused.status, refused.code, refused.message)
         if context.report.allowance is not None and context.report.allowance.allowed:
             await runtime.persisted.register(operation)  # validated and paid for
-        body: dict[str, Any] = dict(process_result(result))
         if "errors" in body:
             # Raised in whatever order fields finished; sent in document order, so the
             # same request always gets the same bytes.

@@ -1,6 +1,7 @@
-"""Every operation is measured before it runs (DESIGN §7), in one schema extension.
+"""Every operation is measured before it runs (DESIGN §7): ``measure`` here, called by
+the engine (resolvers/engine.py) before anything executes.
 
-Order matters, and is the reason this is one extension rather than a stack of
+Order matters, and is the reason this is one step rather than a stack of
 Strawberry's limiters: the shape checks (depth, aliases, root fields, directives,
 field selections, operations per document) run on the parsed document *before* graphql-core's
 validation, whose overlapping-fields rule is quadratic in the fields of a selection;
@@ -24,17 +25,15 @@ Scalars are free. So ``integrityBadges(usccs: [100 codes]) { name }`` costs 100 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode, parse
 from graphql.language import Lexer, Source, TokenKind
-from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import SchemaExtension
+from graphql.validation import ASTValidationRule
 from strawberry.schema.schema import validate_document
 
 from gateway.limits import OperationBudget
-from gateway.viewer import Anonymous, Operator
 from resolvers.errors import ErrorCode
 from resolvers.limits.cost import LIST_SIZES, TYPE_WEIGHTS, operation_cost
 from resolvers.limits.shape import Shape, operation_shape
@@ -43,10 +42,14 @@ from resolvers.permissions import public_operation
 __all__ = [
     "LIST_SIZES",
     "TYPE_WEIGHTS",
-    "OperationLimits",
+    "LimitError",
+    "Measured",
     "Shape",
+    "cost_refusal",
+    "measure",
     "operation_cost",
     "operation_shape",
+    "public_cached",
 ]
 
 
@@ -111,7 +114,7 @@ def _measure(document: DocumentNode, operation_name: str | None) -> tuple[int, S
 _parse_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_parse_document)
 #: Keyed by the (cached, so identical) document object and the operation name.
 _measure_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_measure)
-_public_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(public_operation)
+public_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(public_operation)
 #: Keyed by the document: only cached (short) documents are validated through it.
 _validate_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(validate_document)
 
@@ -131,101 +134,53 @@ def _refusal(budget: OperationBudget, shape: Shape, operations: int) -> LimitErr
     return None
 
 
-class OperationLimits(SchemaExtension):
-    """Measures, refuses, prices and charges an operation before it executes."""
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A document measured and validated: ``errors`` refuse it (a limit's, or
+    validation's); ``cached`` says whether the document object is the shared, cached
+    one (so per-document work may be cached on it too)."""
 
-    def _budget(self) -> OperationBudget:
-        budget: OperationBudget = self.execution_context.context.limits.operation
-        return budget
+    document: DocumentNode
+    errors: Sequence[GraphQLError]
+    cached: bool
 
-    def on_operation(self) -> Iterator[None]:
-        execution_context = self.execution_context
-        context = execution_context.context
-        if not (context.settings.gateway_dev_mode or isinstance(context.viewer, Operator)):
-            # In production the schema is not published to anonymous viewers and members.
-            execution_context.validation_rules = (
-                *execution_context.validation_rules,
-                NoSchemaIntrospectionCustomRule,
-            )
-        yield
 
-    def on_parse(self) -> Iterator[None]:
-        execution_context = self.execution_context
-        query = execution_context.query
-        parsed = _parse(query, self._budget().tokens) if query is not None else None
-        if isinstance(parsed, tuple):
-            # Raised from the hook, Strawberry answers with this error alone.
-            raise LimitError(*parsed)
-        if isinstance(parsed, DocumentNode):
-            execution_context.graphql_document = parsed
-        yield
+def measure(
+    schema: GraphQLSchema,
+    query: str,
+    operation_name: str | None,
+    budget: OperationBudget,
+    rules: tuple[type[ASTValidationRule], ...],
+) -> Measured | GraphQLError:
+    """Parse (stopping at the token limit), check the shape, then validate, in that
+    order, each step cached for short documents. A syntax error or the token limit is
+    returned alone: there is no document to go on with."""
+    cached = len(query) <= CACHED_QUERY_CHARS
+    parsed = (
+        _parse_cached(query, budget.tokens) if cached else _parse_document(query, budget.tokens)
+    )
+    if isinstance(parsed, tuple):
+        return LimitError(*parsed)
+    if parsed is None:
+        try:
+            parse(query)
+        except GraphQLError as syntax:
+            return syntax
+        raise AssertionError("a document that failed to parse parsed")  # pragma: no cover
+    operations, shape = (_measure_cached if cached else _measure)(parsed, operation_name)
+    refusal = _refusal(budget, shape, operations)
+    if refusal is not None:
+        return Measured(parsed, [refusal], cached)
+    errors = (_validate_cached if cached else validate_document)(schema, parsed, rules)
+    return Measured(parsed, errors, cached)
 
-    async def on_validate(self) -> Any:
-        execution_context = self.execution_context
-        context = execution_context.context
-        document = execution_context.graphql_document
-        budget = self._budget()
-        assert document is not None
-        query = execution_context.query or ""
-        cached = len(query) <= CACHED_QUERY_CHARS
-        measure = _measure_cached if cached else _measure
-        operations, shape = measure(document, execution_context.operation_name)
-        refusal = _refusal(budget, shape, operations)
-        if refusal is not None:
-            execution_context.pre_execution_errors = [refusal]
-            yield
-            return
-        validate = _validate_cached if cached else validate_document
-        errors = validate(
-            execution_context.schema._schema, document, tuple(execution_context.validation_rules)
-        )
-        execution_context.pre_execution_errors = list(errors)
-        if errors:
-            yield
-            return
-        cost = operation_cost(
-            execution_context.schema._schema,
-            document,
-            execution_context.operation_name,
-            execution_context.variables,
-        )
-        report = context.report
-        report.cost = cost
-        if context.http_method == "GET" and isinstance(context.viewer, Anonymous):
-            # Only an anonymous GET answer may be shared, so only it is looked at.
-            report.public = (_public_cached if cached else public_operation)(
-                execution_context.schema._schema, document, execution_context.operation_name
-            )
-        allowed = budget.cost[context.viewer.kind]
-        if cost > allowed:
-            execution_context.pre_execution_errors = [
-                LimitError(
-                    ErrorCode.COST_LIMIT_EXCEEDED,
-                    f"The operation costs {cost}; at most {allowed} allowed for this viewer "
-                    f"({context.viewer.kind}). Ask for fewer objects or smaller pages.",
-                )
-            ]
-            yield
-            return
-        allowance = await context.limits.spend(context.viewer, context.client_address, cost)
-        report.allowance = allowance
-        if not allowance.allowed:
-            execution_context.pre_execution_errors = [
-                LimitError(
-                    ErrorCode.RATE_LIMITED,
-                    f"Rate limit {allowance.limit} (cost units) reached; retry in "
-                    f"{allowance.retry_after}s.",
-                )
-            ]
-        yield
 
-    def get_results(self) -> dict[str, Any]:
-        report = self.execution_context.context.report
-        if report.cost is None:
-            return {}
-        return {
-            "cost": {
-                "requested": report.cost,
-                "limit": self._budget().cost[self.execution_context.context.viewer.kind],
-            }
-        }
+def cost_refusal(cost: int, allowed: int, kind: str) -> LimitError | None:
+    """The refusal of an operation that costs more than the viewer kind may spend."""
+    if cost <= allowed:
+        return None
+    return LimitError(
+        ErrorCode.COST_LIMIT_EXCEEDED,
+        f"The operation costs {cost}; at most {allowed} allowed for this viewer "
+        f"({kind}). Ask for fewer objects or smaller pages.",
+    )

@@ -1,0 +1,229 @@
+"""One GraphQL operation, from its text to the response body (DESIGN §3, §7).
+
+The HTTP view hands over a read, authenticated request; the engine measures and
+validates the document (resolvers/limits), prices it, charges the client's rate limit,
+executes it, and shapes the answer: unexpected errors logged (never with the query
+text) and masked, ``extensions.cost`` added. Strawberry builds the schema and its
+resolvers; this replaces its per-request pipeline, whose extension hooks cost more
+than everything they wrapped here.
+
+Execution: a query whose document is cached runs on its compiled plan
+(resolvers/plan.py), which calls the same resolvers as graphql-core would without
+its per-field machinery; anything the plan does not cover runs on graphql-core's
+executor, which stays the reference (tests/test_plan.py runs both on generated
+operations for every viewer kind and compares the answers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import strawberry
+from graphql import ExecutionResult, GraphQLError, OperationType, execute, specified_rules
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.utils.await_maybe import await_maybe
+from strawberry.utils.operation import get_first_operation
+
+from gateway.viewer import Anonymous, Operator
+from resolvers.context import Context
+from resolvers.errors import ErrorCode, is_expected_error
+from resolvers.limits import (
+    LimitError,
+    Measured,
+    cost_refusal,
+    measure,
+    operation_cost,
+    public_cached,
+)
+from resolvers.permissions import public_operation, select_operation
+
+__all__ = ["Engine", "OperationRefused"]
+
+log = logging.getLogger("integrity_gateway.errors")
+
+MASKED_MESSAGE = "Internal error; it has been logged."
+_OPERATION_WORDS = {
+    OperationType.QUERY: "queries",
+    OperationType.MUTATION: "mutations",
+    OperationType.SUBSCRIPTION: "subscriptions",
+}
+_RULES = tuple(specified_rules)
+#: In production the schema is not published to anonymous viewers and members.
+_RULES_WITHOUT_INTROSPECTION = (*_RULES, NoSchemaIntrospectionCustomRule)
+
+
+class OperationRefused(Exception):
+    """A request that is not a runnable GraphQL operation at all: answered with its
+    own HTTP status and code, outside GraphQL's response shape."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _body(
+    data: Any, errors: Collection[GraphQLError], extensions: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"data": data}
+    if errors:
+        body["errors"] = [error.formatted for error in errors]
+    if extensions:
+        body["extensions"] = extensions
+    return body
+
+
+def _log_and_mask(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
+    """Log unexpected errors only, and never the query text (its arguments may carry
+    personal data, an ID number to verify); send them without their words."""
+    shown = []
+    for error in errors:
+        if is_expected_error(error):
+            shown.append(error)
+            continue
+        log.error(
+            "unexpected error at %s (request %s)",
+            ".".join(map(str, error.path or ())) or "-",
+            request_id,
+            exc_info=error.original_error,
+        )
+        shown.append(
+            GraphQLError(
+                MASKED_MESSAGE,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+            )
+        )
+    return shown
+
+
+class Engine:
+    """Runs operations against one Strawberry schema."""
+
+    def __init__(self, schema: strawberry.Schema) -> None:
+        self.schema = schema
+        self.graphql_schema = schema._schema
+
+    async def run(
+        self,
+        query: str | None,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+        allowed: Collection[OperationType],
+        extensions: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The response body (``data``, ``errors``, ``extensions``) of one operation.
+
+        Raises ``OperationRefused`` for a request without a runnable operation."""
+        if not query:
+            raise OperationRefused(400, "BAD_REQUEST", "No GraphQL query found in the request.")
+        viewer = context.viewer
+        limits = context.limits.operation
+        introspection = context.settings.gateway_dev_mode or isinstance(viewer, Operator)
+        rules = _RULES if introspection else _RULES_WITHOUT_INTROSPECTION
+        measured = measure(self.graphql_schema, query, operation_name, limits, rules)
+        if isinstance(measured, GraphQLError):
+            return _body(None, [measured])
+        document = measured.document
+        operation = (
+            select_operation(document, operation_name)
+            if operation_name is not None
+            else get_first_operation(document)
+        )
+        if operation is None:
+            raise OperationRefused(
+                400,
+                "BAD_REQUEST",
+                "Can't get GraphQL operation type"
+                if operation_name is None
+                else f'Unknown operation named "{operation_name}".',
+            )
+        if operation.operation not in allowed:
+            raise OperationRefused(
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"{_OPERATION_WORDS[operation.operation]} are not allowed when using "
+                f"{context.http_method}",
+            )
+        if measured.errors:
+            return _body(None, measured.errors)
+        refusal = await self._charge(measured, operation_name, variables, context)
+        priced = {"cost": {"requested": context.report.cost, "limit": limits.cost[viewer.kind]}}
+        if refusal is not None:
+            return _body(None, [refusal], priced)
+        result = await self._execute(measured, operation_name, variables, context, extensions)
+        errors = _log_and_mask(result.errors, context.request_id) if result.errors else []
+        return _body(result.data, errors, priced)
+
+    async def _charge(
+        self,
+        measured: Measured,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        context: Context,
+    ) -> LimitError | None:
+        """Price the operation, refuse it over the viewer kind's budget, and spend its
+        cost against the client's rate limit."""
+        schema, document = self.graphql_schema, measured.document
+        viewer = context.viewer
+        cost = operation_cost(schema, document, operation_name, variables)
+        report = context.report
+        report.cost = cost
+        if context.http_method == "GET" and isinstance(viewer, Anonymous):
+            # Only an anonymous GET answer may be shared, so only it is looked at.
+            public = public_cached if measured.cached else public_operation
+            report.public = public(schema, document, operation_name)
+        refusal = cost_refusal(cost, context.limits.operation.cost[viewer.kind], viewer.kind)
+        if refusal is not None:
+            return refusal
+        allowance = await context.limits.spend(viewer, context.client_address, cost)
+        report.allowance = allowance
+        if allowance.allowed:
+            return None
+        return LimitError(
+            ErrorCode.RATE_LIMITED,
+            f"Rate limit {allowance.limit} (cost units) reached; retry in "
+            f"{allowance.retry_after}s.",
+        )
+
+    async def _execute(
+        self,
+        measured: Measured,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        context: Context,
+        extensions: dict[str, Any] | None,
+    ) -> ExecutionResult:
+        return await self.reference(measured, operation_name, variables, context, extensions)
+
+    async def reference(
+        self,
+        measured: Measured,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        context: Context,
+        extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """graphql-core's executor, as Strawberry would call it."""
+        result = await await_maybe(
+            execute(
+                self.graphql_schema,
+                measured.document,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=context,
+                executor_class=StrawberryGraphQLCoreExecutionContext,
+                is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+                operation_extensions=extensions,
+            )
+        )
+        assert isinstance(result, ExecutionResult)
+        return result
