@@ -40,7 +40,7 @@ from resolvers.context import Context
 from resolvers.engine import Engine, OperationRefused
 from resolvers.errors import ErrorCode
 
-__all__ = ["GraphQLView"]
+__all__ = ["GraphQLView", "request_context"]
 
 #: Refusals before execution, and the HTTP status each is answered with.
 REFUSAL_STATUS = {
@@ -148,22 +148,14 @@ class GraphQLView:
         state = request.scope.get("state", {})
         request_id: str = state.get("request_id", "-")
         deadline_s = settings.request_deadline_ms / 1000
-        audit = AuditTrail(viewer, request_id)
-        context = Context(
-            viewer=viewer,
-            loaders=create_loaders(
-                runtime.sources, runtime.cache, deadline=time.monotonic() + deadline_s
-            ),
-            settings=settings,
+        context = request_context(
+            runtime,
+            viewer,
             request_id=request_id,
-            audit=audit,
-            sources=runtime.sources,
-            cache=runtime.cache,
-            limits=runtime.limits,
-            cursor_key=runtime.cursor_key,
             http_method=request.method,
             client_address=state.get("client_address", "-"),
         )
+        audit = context.audit
         allowed = {OperationType.QUERY}
         if request.method == "POST":
             allowed.add(OperationType.MUTATION)
@@ -214,6 +206,34 @@ class GraphQLView:
             media_type="application/json",
             background=BackgroundTask(write_audit, runtime.sources, audit) if audit else None,
         )
+
+
+def request_context(
+    runtime: Runtime,
+    viewer: Viewer,
+    *,
+    request_id: str,
+    http_method: str,
+    client_address: str,
+) -> Context:
+    """What every resolver of one request sees: the viewer, fresh loaders bounded by
+    the request's deadline, an empty audit trail and decision cache."""
+    deadline_s = runtime.settings.request_deadline_ms / 1000
+    return Context(
+        viewer=viewer,
+        loaders=create_loaders(
+            runtime.sources, runtime.cache, deadline=time.monotonic() + deadline_s
+        ),
+        settings=runtime.settings,
+        request_id=request_id,
+        audit=AuditTrail(viewer, request_id),
+        sources=runtime.sources,
+        cache=runtime.cache,
+        limits=runtime.limits,
+        cursor_key=runtime.cursor_key,
+        http_method=http_method,
+        client_address=client_address,
+    )
 
 
 def _error_response(status: int, code: str, message: str) -> Response:

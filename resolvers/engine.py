@@ -40,6 +40,7 @@ from resolvers.limits import (
     public_cached,
 )
 from resolvers.permissions import public_operation, select_operation
+from resolvers.plan import compiled_plan
 
 __all__ = ["Engine", "OperationRefused"]
 
@@ -202,6 +203,10 @@ class Engine:
         context: Context,
         extensions: dict[str, Any] | None,
     ) -> ExecutionResult:
+        if measured.cached:
+            plan = compiled_plan(self.graphql_schema, measured.document, operation_name)
+            if plan is not None:
+                return await plan.run(variables, context, extensions)
         return await self.reference(measured, operation_name, variables, context, extensions)
 
     async def reference(

@@ -31,6 +31,7 @@ from graphql import (
     SelectionSetNode,
     get_named_type,
 )
+from graphql.pyutils import Path
 from strawberry.extensions import FieldExtension
 from strawberry.schema_directive import Location
 
@@ -42,6 +43,7 @@ __all__ = [
     "Tier",
     "Visibility",
     "VisibilityExtension",
+    "check_field",
     "decide",
     "enforce",
     "field_rule",
@@ -118,10 +120,6 @@ def decide(rule: Rule, viewer: Viewer, enterprise: str | None) -> Decision:
     return Decision.ALLOW if isinstance(viewer, Operator) else Decision.FORBIDDEN
 
 
-def _response_path(info: strawberry.Info) -> str:
-    return ".".join(str(key) for key in info.path.as_list() if not isinstance(key, int))
-
-
 def enforce(
     info: strawberry.Info, rule: Rule, enterprise: str | None, *, at_field: bool = False
 ) -> None:
@@ -131,49 +129,84 @@ def enforce(
     ``at_field``: the denial belongs at ``info.path`` itself (a field's own check), so
     it can be located once and shared; otherwise (an item of a list field) graphql-core
     locates it at the item."""
-    context = info.context
-    key = (rule, enterprise if rule.per_enterprise else None)
-    decision = context.decisions.get(key)
-    if decision is None:
-        decision = decide(rule, context.viewer, enterprise)
-        context.decisions[key] = decision
+    raw = info._raw_info
+    if at_field:
+        check_field(info.context, rule, enterprise, raw.field_name, raw.field_nodes, raw.path)
+        return
+    decision = _decision(info.context, rule, enterprise)
     if decision is Decision.ALLOW:
         return
     if decision is Decision.ALLOW_AUDITED:
-        context.audit.read(enterprise, _response_path(info))
+        info.context.audit.read(enterprise, _response_path(raw.path))
         return
-    if not at_field:
-        raise GraphQLError(
-            _denial_message(info, rule, decision), extensions={"code": decision.value}
-        )
-    raise _denial(info, rule, decision)
+    raise GraphQLError(
+        _denial_message(raw.field_name, rule, decision), extensions={"code": decision.value}
+    )
 
 
-def _denial_message(info: strawberry.Info, rule: Rule, decision: Decision) -> str:
+def check_field(
+    context: Any,
+    rule: Rule,
+    enterprise: str | None,
+    field_name: str,
+    field_nodes: list[FieldNode],
+    path: Path,
+) -> None:
+    """``enforce`` for the field at ``path`` itself, for callers that hold its parts
+    rather than a Strawberry ``Info`` (the compiled plans of resolvers/plan.py)."""
+    decision = _decision(context, rule, enterprise)
+    if decision is Decision.ALLOW:
+        return
+    if decision is Decision.ALLOW_AUDITED:
+        context.audit.read(enterprise, _response_path(path))
+        return
+    raise _denial(context, field_name, field_nodes, path, rule, decision)
+
+
+def _decision(context: Any, rule: Rule, enterprise: str | None) -> Decision:
+    key = (rule, enterprise if rule.per_enterprise else None)
+    decision: Decision | None = context.decisions.get(key)
+    if decision is None:
+        decision = decide(rule, context.viewer, enterprise)
+        context.decisions[key] = decision
+    return decision
+
+
+def _response_path(path: Path) -> str:
+    return ".".join(str(key) for key in path.as_list() if not isinstance(key, int))
+
+
+def _denial_message(field_name: str, rule: Rule, decision: Decision) -> str:
     if decision is Decision.UNAUTHENTICATED:
-        return f"Log in to see {info.field_name} ({rule.describe()})."
-    return f"{info.field_name} needs {rule.describe()}."
+        return f"Log in to see {field_name} ({rule.describe()})."
+    return f"{field_name} needs {rule.describe()}."
 
 
-def _denial(info: strawberry.Info, rule: Rule, decision: Decision) -> GraphQLError:
-    """The denial of the value at ``info.path``, located in the document.
+def _denial(
+    context: Any,
+    field_name: str,
+    field_nodes: list[FieldNode],
+    path: Path,
+    rule: Rule,
+    decision: Decision,
+) -> GraphQLError:
+    """The denial of the value at ``path``, located in the document.
 
     graphql-core would locate a plain error anew for each value (scanning the query
     text each time); a hundred denied badges share one located error per field node
     of the request, copied with each value's path, which graphql-core then keeps as is.
     """
-    raw = info._raw_info
-    key = ("denial", id(raw.field_nodes[0]), decision)
-    template: GraphQLError | None = info.context.decisions.get(key)
+    key = ("denial", id(field_nodes[0]), decision)
+    template: GraphQLError | None = context.decisions.get(key)
     if template is None:
-        message = _denial_message(info, rule, decision)
-        template = GraphQLError(message, raw.field_nodes, extensions={"code": decision.value})
-        info.context.decisions[key] = template
+        message = _denial_message(field_name, rule, decision)
+        template = GraphQLError(message, field_nodes, extensions={"code": decision.value})
+        context.decisions[key] = template
     located = GraphQLError.__new__(GraphQLError)
     Exception.__init__(located, template.message)
     for slot in GraphQLError.__slots__:
         setattr(located, slot, getattr(template, slot, None))
-    located.path = raw.path.as_list()
+    located.path = path.as_list()
     return located
 
 

@@ -1,0 +1,715 @@
+"""Compiled execution plans: a validated query run without graphql-core's per-field
+machinery, calling the same resolvers with the same arguments and info.
+
+graphql-core collects fields, builds a resolve info, looks up arguments and walks
+the return type's wrappers anew for every value; a hundred badges do that work a
+hundred times over. A plan does the document-dependent part once per document (cached
+with the parsed document): for each selection and runtime type, the fields to run,
+their definitions, how each resolves and how its value completes. Per request it
+coerces the variables, computes each field's arguments once, and then only resolves
+and completes values. Fields that only read an attribute (every field without a
+resolver) are read directly, their visibility rule checked as VisibilityExtension
+would check it; every other field runs through its Strawberry resolver.
+
+Semantics follow graphql-core's executor, which stays the reference: errors are
+located at the field (or list item), a null in a non-null position propagates to the
+nearest nullable parent and cancels its pending siblings, an error under a position
+already nulled is dropped. tests/test_plan.py runs both on generated operations.
+
+Not covered, and so left to graphql-core (``compiled_plan`` returns None): mutations
+and subscriptions, directives on selections (``@skip``/``@include``/``@defer``),
+introspection beyond ``__typename``, and a document whose operation cannot be chosen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLAbstractType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    is_abstract_type,
+    is_leaf_type,
+    is_object_type,
+    located_error,
+)
+from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.pyutils import Path, Undefined, inspect, is_iterable
+from graphql.type.definition import GraphQLResolveInfoHelpers
+from graphql.utilities import type_from_ast
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
+
+from resolvers.context import Context
+from resolvers.permissions import VisibilityExtension, check_field, fragment_definitions
+
+__all__ = ["Plan", "compiled_plan"]
+
+is_awaitable = optimized_is_awaitable
+
+#: How a field gets its value.
+_TYPENAME, _ATTRIBUTE, _GUARDED, _RESOLVER = range(4)
+#: How a value of a type completes.
+_NON_NULL, _LIST, _LEAF, _OBJECT, _ABSTRACT = range(5)
+
+
+class _Unsupported(Exception):
+    """The document uses something plans leave to graphql-core."""
+
+
+class Completion:
+    """How a value of one (wrapped) output type completes."""
+
+    __slots__ = ("kind", "of", "type")
+
+    def __init__(self, type_: GraphQLOutputType) -> None:
+        self.type = type_
+        self.of: Completion | None = None
+        if isinstance(type_, GraphQLNonNull):
+            self.kind = _NON_NULL
+            self.of = Completion(type_.of_type)
+        elif isinstance(type_, GraphQLList):
+            self.kind = _LIST
+            self.of = Completion(type_.of_type)
+        elif is_leaf_type(type_):
+            self.kind = _LEAF
+        elif is_abstract_type(type_):
+            self.kind = _ABSTRACT
+        else:
+            self.kind = _OBJECT
+
+
+class FieldPlan:
+    """One response key of a selection on one object type."""
+
+    __slots__ = (
+        "completion",
+        "definition",
+        "has_arguments",
+        "how",
+        "key",
+        "name",
+        "nodes",
+        "parent_type",
+        "python_name",
+        "resolve",
+        "rule",
+        "selection",
+    )
+
+    def __init__(
+        self,
+        plan: Plan,
+        parent_type: GraphQLObjectType,
+        key: str,
+        nodes: list[FieldNode],
+    ) -> None:
+        self.key = key
+        self.nodes = nodes
+        self.parent_type = parent_type
+        self.name = name = nodes[0].name.value
+        self.selection = Selection(plan, nodes)
+        self.rule = None
+        self.python_name = ""
+        self.resolve: Callable[..., Any] | None = None
+        self.definition: GraphQLField | None = None
+        self.completion: Completion | None = None
+        if name == "__typename":
+            self.how = _TYPENAME
+            self.has_arguments = False
+            return
+        definition = parent_type.fields.get(name)
+        if definition is None or name.startswith("__"):
+            raise _Unsupported(name)  # introspection: graphql-core's own resolvers
+        self.definition = definition
+        self.completion = Completion(definition.type)
+        self.has_arguments = bool(definition.args or nodes[0].arguments)
+        self.resolve = definition.resolve
+        self.how = _RESOLVER
+        strawberry_field = definition.extensions.get("strawberry-definition")
+        if strawberry_field is None or strawberry_field.base_resolver is not None:
+            return
+        extensions = strawberry_field.extensions
+        self.python_name = strawberry_field.python_name
+        if not extensions and getattr(definition.resolve, "_is_default", False):
+            self.how = _ATTRIBUTE
+        elif (
+            len(extensions) == 1
+            and type(extensions[0]) is VisibilityExtension
+            and not self.has_arguments
+        ):
+            self.how = _GUARDED
+            self.rule = extensions[0].rule
+
+
+class Selection:
+    """The selection of a group of field nodes, by runtime object type (built on
+    first use: a field of an abstract type learns its runtime types as it runs)."""
+
+    __slots__ = ("by_type", "nodes", "plan")
+
+    def __init__(self, plan: Plan, nodes: list[FieldNode]) -> None:
+        self.plan = plan
+        self.nodes = nodes
+        self.by_type: dict[str, list[FieldPlan]] = {}
+
+    def fields(self, runtime_type: GraphQLObjectType) -> list[FieldPlan]:
+        found = self.by_type.get(runtime_type.name)
+        if found is None:
+            plan = self.plan
+            grouped: dict[str, list[FieldNode]] = {}
+            for node in self.nodes:
+                if node.selection_set is not None:
+                    plan.collect(node.selection_set, runtime_type, grouped, set())
+            found = [FieldPlan(plan, runtime_type, key, group) for key, group in grouped.items()]
+            self.by_type[runtime_type.name] = found
+        return found
+
+
+class Plan:
+    """One query operation of one document, compiled."""
+
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode, operation: Any) -> None:
+        self.schema = schema
+        self.document = document
+        self.operation: OperationDefinitionNode = operation
+        self.fragments: dict[str, FragmentDefinitionNode] = fragment_definitions(document)
+        root = schema.query_type
+        assert root is not None
+        self.root_type = root
+        grouped: dict[str, list[FieldNode]] = {}
+        self.collect(operation.selection_set, root, grouped, set())
+        self.root = [FieldPlan(self, root, key, group) for key, group in grouped.items()]
+        # Compile every selection for every type it can meet now (an abstract type's
+        # for each of its possible types), so what plans leave to graphql-core is
+        # found before anything runs.
+        pending = list(self.root)
+        while pending:
+            field = pending.pop()
+            completion = field.completion
+            while completion is not None and completion.kind in (_NON_NULL, _LIST):
+                completion = completion.of
+            if completion is None or completion.kind == _LEAF:
+                continue
+            if completion.kind == _OBJECT:
+                assert isinstance(completion.type, GraphQLObjectType)
+                pending.extend(field.selection.fields(completion.type))
+                continue
+            assert isinstance(completion.type, GraphQLAbstractType)
+            for possible in schema.get_possible_types(completion.type):
+                pending.extend(field.selection.fields(possible))
+
+    def collect(
+        self,
+        selection_set: SelectionSetNode,
+        runtime_type: GraphQLObjectType,
+        grouped: dict[str, list[FieldNode]],
+        visited: set[str],
+    ) -> None:
+        """graphql-core's field collection, for a document without directives."""
+        for selection in selection_set.selections:
+            if selection.directives:
+                raise _Unsupported("directives")
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                grouped.setdefault(key, []).append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                if self._matches(selection, runtime_type):
+                    self.collect(selection.selection_set, runtime_type, grouped, visited)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in visited:
+                    continue
+                visited.add(name)
+                fragment = self.fragments.get(name)
+                if fragment is None or not self._matches(fragment, runtime_type):
+                    continue
+                if fragment.directives or fragment.variable_definitions:
+                    raise _Unsupported("fragment directives or variables")
+                self.collect(fragment.selection_set, runtime_type, grouped, visited)
+
+    def _matches(
+        self, fragment: FragmentDefinitionNode | InlineFragmentNode, type_: GraphQLObjectType
+    ) -> bool:
+        condition = fragment.type_condition
+        if condition is None:
+            return True
+        conditional = type_from_ast(self.schema, condition)
+        if conditional is type_:
+            return True
+        if is_abstract_type(conditional):
+            assert isinstance(conditional, GraphQLAbstractType)
+            return self.schema.is_sub_type(conditional, type_)
+        return False
+
+    async def run(
+        self,
+        raw_variables: dict[str, Any] | None,
+        context: Context,
+        extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        coerced = get_variable_values(
+            self.schema, self.operation.variable_definitions or (), raw_variables or {}, 50
+        )
+        if isinstance(coerced, list):
+            return ExecutionResult(None, coerced)
+        run = Run(self, coerced, context, extensions or {})
+        try:
+            data = run.execute_fields(self.root, self.root_type, None, None)
+            if is_awaitable(data):
+                data = await data
+        except GraphQLError as error:
+            run.add_error(error, None)
+            data = None
+        return ExecutionResult(data, run.errors or None)
+
+
+class Run:
+    """One execution of a plan."""
+
+    __slots__ = (
+        "arguments",
+        "context",
+        "errors",
+        "extensions",
+        "helpers",
+        "nulled",
+        "plan",
+        "variables",
+    )
+
+    def __init__(
+        self,
+        plan: Plan,
+        variables: VariableValues,
+        context: Context,
+        extensions: dict[str, Any],
+    ) -> None:
+        self.plan = plan
+        self.extensions = extensions
+        self.variables = variables
+        self.context = context
+        self.errors: list[GraphQLError] = []
+        self.nulled: set[Path | None] = set()
+        self.arguments: dict[FieldPlan, dict[str, Any]] = {}
+        self.helpers = GraphQLResolveInfoHelpers(gather=_gather_list, track=_track)
+
+    # errors -------------------------------------------------------------------------
+
+    def add_error(self, error: GraphQLError, path: Path | None) -> None:
+        """Keep an error, unless its position or an ancestor was already nulled."""
+        nulled = self.nulled
+        if nulled:
+            at = path
+            while at is not None:
+                if at in nulled:
+                    return
+                at = at.prev
+            if None in nulled:
+                return
+        nulled.add(path)
+        self.errors.append(error)
+
+    def field_error(
+        self, raw: Exception, completion: Completion, nodes: list[FieldNode], path: Path
+    ) -> None:
+        error = located_error(raw, nodes, path.as_list())
+        if completion.kind == _NON_NULL:
+            raise error
+        self.add_error(error, path)
+
+    # fields -------------------------------------------------------------------------
+
+    def execute_fields(
+        self,
+        fields: list[FieldPlan],
+        parent_type: GraphQLObjectType,
+        source: Any,
+        path: Path | None,
+    ) -> Any:
+        results: dict[str, Any] = {}
+        pending: list[str] | None = None
+        type_name = parent_type.name
+        try:
+            for field in fields:
+                value = self.execute_field(field, source, Path(path, field.key, type_name))
+                results[field.key] = value
+                if is_awaitable(value):
+                    if pending is None:
+                        pending = []
+                    pending.append(field.key)
+        except Exception:
+            if pending:
+                _settle([results[key] for key in pending])
+            raise
+        if pending is None:
+            return results
+        return self._await_fields(results, pending)
+
+    async def _await_fields(self, results: dict[str, Any], pending: list[str]) -> dict[str, Any]:
+        if len(pending) == 1:
+            key = pending[0]
+            results[key] = await results[key]
+        else:
+            values = await _gather([results[key] for key in pending])
+            for key, value in zip(pending, values, strict=True):
+                results[key] = value
+        return results
+
+    def _info(self, field: FieldPlan, path: Path) -> Any:
+        plan = self.plan
+        return ResolveInfo(
+            field.name,
+            field.nodes,
+            field.definition.type,  # type: ignore[union-attr]
+            field.parent_type,
+            path,
+            plan.schema,
+            plan.fragments,
+            None,
+            plan.operation,
+            self.variables.coerced,
+            self.context,
+            is_awaitable,
+            None,
+            self.helpers,
+            self.extensions,
+        )
+
+    def execute_field(self, field: FieldPlan, source: Any, path: Path) -> Any:
+        how = field.how
+        if how == _TYPENAME:
+            return field.parent_type.name
+        completion: Completion = field.completion  # type: ignore[assignment]
+        try:
+            if how == _ATTRIBUTE:
+                result = getattr(source, field.python_name)
+                info = None
+            elif how == _GUARDED:
+                check_field(
+                    self.context,
+                    field.rule,  # type: ignore[arg-type]
+                    getattr(source, "enterprise_uscc", None),
+                    field.name,
+                    field.nodes,
+                    path,
+                )
+                result = getattr(source, field.python_name)
+                info = None
+            else:
+                info = self._info(field, path)
+                arguments = self.arguments.get(field) if field.has_arguments else _NO_ARGUMENTS
+                if arguments is None:
+                    arguments = get_argument_values(
+                        field.definition,  # type: ignore[arg-type]
+                        field.nodes[0],
+                        self.variables,
+                    )
+                    self.arguments[field] = arguments
+                result = field.resolve(source, info, **arguments)  # type: ignore[misc]
+            if is_awaitable(result):
+                return self._complete_awaitable(field, completion, path, result, info)
+            completed = self.complete(field, completion, path, result, info)
+            if is_awaitable(completed):
+                return self._await_completed(field, completion, path, completed)
+            return completed
+        except Exception as raw:
+            self.field_error(raw, completion, field.nodes, path)
+            return None
+
+    async def _complete_awaitable(
+        self, field: FieldPlan, completion: Completion, path: Path, result: Any, info: Any
+    ) -> Any:
+        try:
+            resolved = await result
+            completed = self.complete(field, completion, path, resolved, info)
+            if is_awaitable(completed):
+                completed = await completed
+            return completed
+        except Exception as raw:
+            self.field_error(raw, completion, field.nodes, path)
+            return None
+
+    async def _await_completed(
+        self, field: FieldPlan, completion: Completion, path: Path, completed: Any
+    ) -> Any:
+        try:
+            return await completed
+        except Exception as raw:
+            self.field_error(raw, completion, field.nodes, path)
+            return None
+
+    # completion ---------------------------------------------------------------------
+
+    def complete(
+        self, field: FieldPlan, completion: Completion, path: Path, result: Any, info: Any
+    ) -> Any:
+        if isinstance(result, Exception):
+            raise result
+        kind = completion.kind
+        if kind == _NON_NULL:
+            completed = self.complete(field, completion.of, path, result, info)  # type: ignore[arg-type]
+            if completed is None:
+                raise TypeError(
+                    f"Cannot return null for non-nullable field {field.parent_type}.{field.name}."
+                )
+            return completed
+        if result is None or result is Undefined:
+            return None
+        if kind == _LEAF:
+            type_: Any = completion.type
+            coerced = type_.coerce_output_value(result)
+            if coerced is Undefined or coerced is None:
+                raise TypeError(
+                    f"Expected `{inspect(type_)}.coerce_output_value({inspect(result)})`"
+                    f" to return non-nullable value, returned: {inspect(coerced)}"
+                )
+            return coerced
+        if kind == _OBJECT:
+            return self.complete_object(field, completion.type, path, result, info)  # type: ignore[arg-type]
+        if kind == _LIST:
+            return self.complete_list(field, completion, path, result, info)
+        return self.complete_abstract(field, completion.type, path, result, info)  # type: ignore[arg-type]
+
+    def complete_list(
+        self, field: FieldPlan, completion: Completion, path: Path, result: Any, info: Any
+    ) -> Any:
+        if not is_iterable(result):
+            raise GraphQLError(
+                "Expected Iterable, but did not find one for field"
+                f" '{field.parent_type}.{field.name}'."
+            )
+        item_completion: Completion = completion.of  # type: ignore[assignment]
+        completed: list[Any] = []
+        pending: list[int] | None = None
+        try:
+            for index, item in enumerate(result):
+                item_path = Path(path, index, None)
+                if is_awaitable(item):
+                    completed.append(
+                        self._complete_awaitable_item(field, item_completion, item_path, item, info)
+                    )
+                    if pending is None:
+                        pending = []
+                    pending.append(index)
+                    continue
+                try:
+                    value = self.complete(field, item_completion, item_path, item, info)
+                    if is_awaitable(value):
+                        value = self._await_completed(field, item_completion, item_path, value)
+                        if pending is None:
+                            pending = []
+                        pending.append(index)
+                    completed.append(value)
+                except Exception as raw:
+                    self.field_error(raw, item_completion, field.nodes, item_path)
+                    completed.append(None)
+        except Exception:
+            if pending:
+                _settle([completed[index] for index in pending])
+            raise
+        if pending is None:
+            return completed
+        return self._await_items(completed, pending)
+
+    async def _await_items(self, completed: list[Any], pending: list[int]) -> list[Any]:
+        if len(pending) == 1:
+            index = pending[0]
+            completed[index] = await completed[index]
+        else:
+            values = await _gather([completed[index] for index in pending])
+            for index, value in zip(pending, values, strict=True):
+                completed[index] = value
+        return completed
+
+    async def _complete_awaitable_item(
+        self, field: FieldPlan, completion: Completion, path: Path, item: Any, info: Any
+    ) -> Any:
+        try:
+            resolved = await item
+            completed = self.complete(field, completion, path, resolved, info)
+            if is_awaitable(completed):
+                completed = await completed
+            return completed
+        except Exception as raw:
+            self.field_error(raw, completion, field.nodes, path)
+            return None
+
+    def complete_object(
+        self,
+        field: FieldPlan,
+        type_: GraphQLObjectType,
+        path: Path,
+        result: Any,
+        info: Any,
+    ) -> Any:
+        if type_.is_type_of is not None:
+            matches = type_.is_type_of(result, info or self._info(field, path))
+            if is_awaitable(matches):
+                return self._complete_object_async(field, type_, path, result, matches)
+            if not matches:
+                raise GraphQLError(
+                    f"Expected value of type '{type_.name}' but got: {inspect(result)}.",
+                    field.nodes,
+                )
+        return self.execute_fields(field.selection.fields(type_), type_, result, path)
+
+    async def _complete_object_async(
+        self,
+        field: FieldPlan,
+        type_: GraphQLObjectType,
+        path: Path,
+        result: Any,
+        matches: Any,
+    ) -> Any:
+        if not await matches:
+            raise GraphQLError(
+                f"Expected value of type '{type_.name}' but got: {inspect(result)}.",
+                field.nodes,
+            )
+        value = self.execute_fields(field.selection.fields(type_), type_, result, path)
+        return await value if is_awaitable(value) else value
+
+    def complete_abstract(
+        self,
+        field: FieldPlan,
+        type_: GraphQLAbstractType,
+        path: Path,
+        result: Any,
+        info: Any,
+    ) -> Any:
+        info = info or self._info(field, path)
+        resolver = type_.resolve_type
+        if resolver is None:
+            raise _Unsupported("an abstract type without resolve_type")  # pragma: no cover
+        runtime: Any = resolver(result, info, type_)
+        if is_awaitable(runtime):
+
+            async def later() -> Any:
+                runtime_type = self._runtime_type(field, type_, await runtime, result)
+                value = self.complete_object(field, runtime_type, path, result, info)
+                return await value if is_awaitable(value) else value
+
+            return later()
+        runtime_type = self._runtime_type(field, type_, runtime, result)
+        return self.complete_object(field, runtime_type, path, result, info)
+
+    def _runtime_type(
+        self, field: FieldPlan, type_: GraphQLAbstractType, name: Any, result: Any
+    ) -> GraphQLObjectType:
+        """graphql-core's ``ensure_valid_runtime_type``, word for word."""
+        where = f"for field '{field.parent_type}.{field.name}'"
+        if name is None:
+            raise GraphQLError(
+                f"Abstract type '{type_}' must resolve to an Object type at runtime {where}."
+                f" Either the '{type_}' type should provide a 'resolve_type' function or each"
+                " possible type should provide an 'is_type_of' function.",
+                field.nodes,
+            )
+        if not isinstance(name, str):
+            raise GraphQLError(
+                f"Abstract type '{type_}' must resolve to an Object type at runtime {where}"
+                f" with value {inspect(result)}, received '{inspect(name)}', which is not a"
+                " valid Object type name.",
+                field.nodes,
+            )
+        schema = self.plan.schema
+        runtime_type = schema.get_type(name)
+        if runtime_type is None:
+            raise GraphQLError(
+                f"Abstract type '{type_}' was resolved to a type '{name}' that does not"
+                " exist inside the schema.",
+                field.nodes,
+            )
+        if not is_object_type(runtime_type):
+            raise GraphQLError(
+                f"Abstract type '{type_}' was resolved to a non-object type '{name}'.",
+                field.nodes,
+            )
+        assert isinstance(runtime_type, GraphQLObjectType)
+        if not schema.is_sub_type(type_, runtime_type):
+            raise GraphQLError(
+                f"Runtime Object type '{runtime_type}' is not a possible type for '{type_}'.",
+                field.nodes,
+            )
+        return runtime_type
+
+
+_NO_ARGUMENTS: dict[str, Any] = {}
+
+
+async def _gather(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
+    """Await concurrently; the first exception cancels the rest (graphql-core's
+    ``gather_with_cancel``: a null propagating past siblings stops them)."""
+    futures = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        return await asyncio.gather(*futures)
+    except Exception:
+        for future in futures:
+            if not future.done():
+                future.cancel()
+        await asyncio.gather(*futures, return_exceptions=True)
+        raise
+
+
+def _gather_list(awaitables: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
+    return _gather(awaitables)
+
+
+def _track(values: Sequence[Any]) -> None:
+    _settle([value for value in values if is_awaitable(value)])
+
+
+def _settle(awaitables: Iterable[Any]) -> None:
+    """Let awaitables abandoned by an error finish (and their errors be observed)."""
+    for awaitable in awaitables:
+        future = asyncio.ensure_future(awaitable)
+        future.add_done_callback(_observe)
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _compile(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> Plan | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        operation = operations[0] if len(operations) == 1 else None
+    else:
+        operation = next(
+            (op for op in operations if op.name and op.name.value == operation_name), None
+        )
+    if operation is None or operation.operation is not OperationType.QUERY:
+        return None
+    if operation.directives:
+        return None
+    try:
+        return Plan(schema, document, operation)
+    except _Unsupported:
+        return None
+
+
+#: Keyed by the (cached, so shared) document object: a plan lives as long as its
+#: document does in the parse cache, give or take.
+compiled_plan = functools.lru_cache(maxsize=256)(_compile)

@@ -1,0 +1,252 @@
+"""Compiled plans against graphql-core's executor, the reference: the same operation,
+the same viewer, the same stores must give the same ``data`` and the same errors
+(message, path, locations, code), for generated operations and every viewer kind,
+and for hand-written ones that reach what generation rarely does (abstract types,
+fragments, aliases, denials inside lists, variables), and on a small schema of its own
+for nulls propagating through non-null fields and lists."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import strawberry
+from graphql import ExecutionResult, GraphQLError, specified_rules
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis_graphql import strategies as gql
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from gateway.graphql_view import _document_order, request_context
+from gateway.runtime import Runtime, open_runtime
+from gateway.settings import Settings
+from gateway.viewer import Viewer
+from resolvers.engine import Engine
+from resolvers.limits import Measured, measure
+from resolvers.plan import compiled_plan
+from resolvers.schema import schema
+from tests.test_archive import HANGZHOU, INDIVIDUAL
+from tests.test_fuzz import SDL, USCCS, VIEWERS
+from tests.test_visibility import FULL
+
+pytestmark = pytest.mark.usefixtures("seeded")
+
+ENGINE = Engine(schema)
+RULES = tuple(specified_rules)
+
+
+@pytest.fixture(scope="module")
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with open_runtime(settings) as opened:
+        yield opened
+
+
+def _answer(result: ExecutionResult) -> tuple[Any, list[dict[str, Any]]]:
+    errors = [error.formatted for error in result.errors or ()]
+    return result.data, sorted(errors, key=_document_order)
+
+
+async def both(
+    runtime: Runtime, viewer: Viewer, query: str, variables: dict[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """The plan's answer and the reference's, each with its own request context."""
+    measured = measure(ENGINE.graphql_schema, query, None, runtime.limits.operation, RULES)
+    assert isinstance(measured, Measured) and not measured.errors, measured
+    plan = compiled_plan(ENGINE.graphql_schema, measured.document, None)
+    assert plan is not None, query
+    answers = []
+    for run in ("plan", "reference"):
+        context = request_context(
+            runtime, viewer, request_id=run, http_method="POST", client_address="-"
+        )
+        if run == "plan":
+            result = await plan.run(variables, context)
+        else:
+            result = await ENGINE.reference(measured, None, variables, context)
+        answers.append(_answer(result))
+    return answers[0], answers[1]
+
+
+@pytest.mark.parametrize("kind", list(VIEWERS))
+@hypothesis_settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_generated_operations_answer_as_graphql_core_does(
+    runtime: Runtime, kind: str, data: st.DataObject
+) -> None:
+    query = data.draw(gql.queries(SDL, custom_scalars={"USCC": USCCS}))
+    viewer, _claims = VIEWERS[kind]
+    planned, reference = await both(runtime, viewer, query)
+    assert planned == reference, query
+
+
+BADGES = """query($u: [String!]!) { integrityBadges(usccs: $u) {
+  uscc name verified grade gradeLabel serviceState updatedAt } }"""
+NODES = """query($ids: [ID!]!) { nodes(ids: $ids) { __typename id
+  ... on Enterprise { name integrityLevel { grade } ...Owned }
+  ... on Node { id } } }
+fragment Owned on Enterprise { legalRepresentative { name maskedIdNumber }
+  identityAuthentication { verified status } }"""
+ALIASED = f"""{{ a: enterprise(uscc: "{HANGZHOU}") {{ n: name kind t: __typename
+  region {{ code name }} files: businessFiles {{ platform storeCount
+    stores(first: 2) {{ edges {{ cursor node {{ name }} }} pageInfo {{ hasNextPage }} }} }} }}
+  b: enterprise(uscc: "{INDIVIDUAL}") {{ name changeRecords {{ edges {{ node {{ item }} }} }} }}
+  missing: enterprise(uscc: "913300000000000004") {{ name }} }}"""
+SEARCH = """{ enterprises(first: 3) { edges { cursor node { uscc name
+  serviceStatus { state } integrityLevel { grade } } } pageInfo { hasNextPage endCursor } } }"""
+
+
+@pytest.mark.parametrize("kind", list(VIEWERS))
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (BADGES, {"u": [HANGZHOU, "not-a-code", INDIVIDUAL, "913300000000000004", FULL]}),
+        (ALIASED, None),
+        (SEARCH, None),
+    ],
+    ids=["badges", "aliased", "search"],
+)
+async def test_hand_written_operations_answer_as_graphql_core_does(
+    runtime: Runtime, kind: str, query: str, variables: dict[str, Any] | None
+) -> None:
+    viewer, _claims = VIEWERS[kind]
+    planned, reference = await both(runtime, viewer, query, variables)
+    assert planned == reference
+    data, errors = planned
+    if query is BADGES:
+        badges = data["integrityBadges"]
+        assert [badge["uscc"] if badge else None for badge in badges] == [
+            HANGZHOU, None, INDIVIDUAL, None, FULL
+        ]  # fmt: skip
+        assert errors[0]["path"] == ["integrityBadges", 1]
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+        denied = [e["path"] for e in errors if e["extensions"]["code"] == "UNAUTHENTICATED"]
+        if kind == "anonymous":
+            assert denied == [
+                ["integrityBadges", index, field]
+                for field in ("grade", "gradeLabel")
+                for index in (0, 2, 4)
+            ]
+        else:
+            assert denied == []
+
+
+async def test_abstract_types_and_fragments_answer_as_graphql_core_does(
+    runtime: Runtime, client: Any
+) -> None:
+    found = await client.post(
+        "/graphql",
+        json={
+            "query": f'{{ a: enterprise(uscc: "{HANGZHOU}") {{ id }} '
+            f'b: enterprise(uscc: "{FULL}") {{ id }} }}'
+        },
+    )
+    ids = [found.json()["data"]["a"]["id"], found.json()["data"]["b"]["id"], "bm90OmFuaWQ="]
+    for kind in VIEWERS:
+        viewer, _claims = VIEWERS[kind]
+        planned, reference = await both(runtime, viewer, NODES, {"ids": ids})
+        assert planned == reference, kind
+        data, _errors = planned
+        assert [node["__typename"] if node else None for node in data["nodes"]][:2] == [
+            "Enterprise",
+            "Enterprise",
+        ]
+
+
+async def test_variable_errors_answer_as_graphql_core_does(runtime: Runtime) -> None:
+    viewer, _claims = VIEWERS["member"]
+    planned, reference = await both(runtime, viewer, BADGES, {"u": [1, None]})
+    assert planned == reference
+    assert planned[0] is None and planned[1][0]["message"].startswith("Variable '$u'")
+
+
+def test_what_plans_leave_to_graphql_core() -> None:
+    """Introspection, directives, mutations and an operation that cannot be chosen run
+    on graphql-core (the engine falls back when ``compiled_plan`` gives None)."""
+    from graphql import parse
+
+    for query in (
+        "{ __schema { queryType { name } } }",
+        '{ __type(name: "Enterprise") { name } }',
+        f'{{ enterprise(uscc: "{HANGZHOU}") {{ name @include(if: true) }} }}',
+        "query A { integrityBadges(usccs: []) { name } } query B { __typename }",
+    ):
+        assert compiled_plan(ENGINE.graphql_schema, parse(query), None) is None, query
+    assert compiled_plan(ENGINE.graphql_schema, parse("{ __typename }"), None) is not None
+
+
+@strawberry.type
+class Part:
+    @strawberry.field
+    def ok(self) -> str:
+        return "ok"
+
+    @strawberry.field
+    def broken(self) -> str:
+        raise GraphQLError("broken", extensions={"code": "BROKEN"})
+
+    @strawberry.field
+    async def later(self) -> str:
+        await asyncio.sleep(0)
+        return "later"
+
+    @strawberry.field
+    async def later_broken(self) -> str | None:
+        await asyncio.sleep(0)
+        raise GraphQLError("later broken", extensions={"code": "BROKEN"})
+
+
+@strawberry.type
+class PartsQuery:
+    @strawberry.field
+    def parts(self) -> list[Part | None]:
+        return [Part(), Part()]
+
+    @strawberry.field
+    def strict(self) -> list[Part] | None:
+        return [Part(), Part()]
+
+    @strawberry.field
+    async def one(self) -> Part | None:
+        return Part()
+
+    @strawberry.field
+    def required(self) -> Part:
+        return Part()
+
+
+PARTS = strawberry.Schema(query=PartsQuery)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ parts { ok broken later } one { ok later laterBroken } }",
+        "{ strict { ok later broken } parts { laterBroken ok } }",
+        "{ one { later broken } strict { ok } }",
+        "{ required { ok broken } parts { ok } }",
+        "{ a: parts { ok } b: parts { laterBroken } __typename }",
+        "{ strict { laterBroken later broken } one { laterBroken } }",
+        "{ parts { laterBroken broken } strict { later laterBroken } }",
+    ],
+)
+async def test_nulls_propagate_as_graphql_core_propagates_them(query: str) -> None:
+    from graphql import execute, parse
+
+    document = parse(query)
+    plan = compiled_plan(PARTS._schema, document, None)
+    assert plan is not None
+    planned = _answer(await plan.run(None, None))  # type: ignore[arg-type]
+    reference = execute(
+        PARTS._schema, document, executor_class=StrawberryGraphQLCoreExecutionContext
+    )
+    if not isinstance(reference, ExecutionResult):
+        reference = await reference
+    assert planned == _answer(reference)
+    assert planned[1] and {error["extensions"]["code"] for error in planned[1]} == {"BROKEN"}
