@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
@@ -88,10 +88,11 @@ class Rule:
 
     tier: Tier
     scopes: frozenset[str] = frozenset()
+    #: Whether the decision depends on the enterprise (OWNER tier).
+    per_enterprise: bool = field(init=False)
 
-    @property
-    def per_enterprise(self) -> bool:
-        return self.tier is Tier.OWNER
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per_enterprise", self.tier is Tier.OWNER)
 
     def describe(self) -> str:
         scopes = " or ".join(f"scope {scope}" for scope in sorted(self.scopes))

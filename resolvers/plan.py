@@ -59,14 +59,16 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
 
 from resolvers.context import Context
-from resolvers.permissions import VisibilityExtension, check_field, fragment_definitions
+from resolvers.permissions import Rule, VisibilityExtension, check_field, fragment_definitions
 
 __all__ = ["Plan", "compiled_plan"]
 
 is_awaitable = optimized_is_awaitable
 
-#: How a field gets its value.
-_TYPENAME, _ATTRIBUTE, _GUARDED, _RESOLVER = range(4)
+#: How a field gets its value: its type's name, an attribute of the object, a method
+#: of the object (both checking the field's visibility rule as VisibilityExtension
+#: would), or the field's Strawberry resolver.
+_TYPENAME, _ATTRIBUTE, _METHOD, _RESOLVER = range(4)
 #: How a value of a type completes.
 _NON_NULL, _LIST, _LEAF, _OBJECT, _ABSTRACT = range(5)
 
@@ -101,6 +103,7 @@ class FieldPlan:
     """One response key of a selection on one object type."""
 
     __slots__ = (
+        "call",
         "completion",
         "definition",
         "has_arguments",
@@ -127,8 +130,9 @@ class FieldPlan:
         self.parent_type = parent_type
         self.name = name = nodes[0].name.value
         self.selection = Selection(plan, nodes)
-        self.rule = None
+        self.rule: Rule | None = None
         self.python_name = ""
+        self.call: Callable[[Any], Any] | None = None
         self.resolve: Callable[..., Any] | None = None
         self.definition: GraphQLField | None = None
         self.completion: Completion | None = None
@@ -145,18 +149,30 @@ class FieldPlan:
         self.resolve = definition.resolve
         self.how = _RESOLVER
         strawberry_field = definition.extensions.get("strawberry-definition")
-        if strawberry_field is None or strawberry_field.base_resolver is not None:
+        if strawberry_field is None:
             return
         extensions = strawberry_field.extensions
-        self.python_name = strawberry_field.python_name
-        if not extensions and getattr(definition.resolve, "_is_default", False):
-            self.how = _ATTRIBUTE
+        if extensions and not (len(extensions) == 1 and type(extensions[0]) is VisibilityExtension):
+            return
+        resolver = strawberry_field.base_resolver
+        if resolver is None:
+            if getattr(definition.resolve, "_is_default", False) or (
+                extensions and not self.has_arguments
+            ):
+                self.how = _ATTRIBUTE
+                self.python_name = strawberry_field.python_name
         elif (
-            len(extensions) == 1
-            and type(extensions[0]) is VisibilityExtension
-            and not self.has_arguments
+            not self.has_arguments
+            and not resolver.arguments
+            and resolver.self_parameter is not None
+            and resolver.info_parameter is None
+            and resolver.root_parameter is None
+            and resolver.parent_parameter is None
         ):
-            self.how = _GUARDED
+            # A method of the object with no argument: called as Strawberry would.
+            self.how = _METHOD
+            self.call = resolver.wrapped_func
+        if self.how != _RESOLVER and extensions:
             self.rule = extensions[0].rule
 
 
@@ -400,19 +416,21 @@ class Run:
             return field.parent_type.name
         completion: Completion = field.completion  # type: ignore[assignment]
         try:
-            if how == _ATTRIBUTE:
-                result = getattr(source, field.python_name)
-                info = None
-            elif how == _GUARDED:
-                check_field(
-                    self.context,
-                    field.rule,  # type: ignore[arg-type]
-                    getattr(source, "enterprise_uscc", None),
-                    field.name,
-                    field.nodes,
-                    path,
-                )
-                result = getattr(source, field.python_name)
+            if how != _RESOLVER:
+                rule = field.rule
+                if rule is not None:
+                    check_field(
+                        self.context,
+                        rule,
+                        getattr(source, "enterprise_uscc", None),
+                        field.name,
+                        field.nodes,
+                        path,
+                    )
+                if how == _ATTRIBUTE:
+                    result = getattr(source, field.python_name)
+                else:
+                    result = field.call(source)  # type: ignore[misc]
                 info = None
             else:
                 info = self._info(field, path)
