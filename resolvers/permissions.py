@@ -4,7 +4,9 @@
 schema. It prints the tier as a ``@visibility`` directive in schema.graphql, and for any
 tier but PUBLIC attaches ``VisibilityExtension``, which decides once per request for
 each (rule, enterprise) and then only looks the decision up: a list of a hundred
-enterprises costs one decision per field definition, not one per value.
+enterprises costs one decision per field definition, not one per value. Compiled plans
+(resolvers/plan.py) read an attribute field, or call an argument-less method, directly
+and check the same rule through ``check_field``, as the extension would.
 
 A denied field resolves to null with one error at its path: UNAUTHENTICATED for an
 anonymous viewer, FORBIDDEN otherwise. So every non-PUBLIC field is nullable.

@@ -7,9 +7,10 @@ hundred times over. A plan does the document-dependent part once per document (c
 with the parsed document): for each selection and runtime type, the fields to run,
 their definitions, how each resolves and how its value completes. Per request it
 coerces the variables, computes each field's arguments once, and then only resolves
-and completes values. Fields that only read an attribute (every field without a
-resolver) are read directly, their visibility rule checked as VisibilityExtension
-would check it; every other field runs through its Strawberry resolver.
+and completes values. A field that reads an attribute, or calls a method of its object
+that takes no argument, is read or called directly, its visibility rule checked as
+VisibilityExtension would check it; every other field runs through its Strawberry
+resolver.
 
 Semantics follow graphql-core's executor, which stays the reference: errors are
 located at the field (or list item), a null in a non-null position propagates to the

@@ -87,8 +87,8 @@ def _parse(query: str, max_tokens: int) -> DocumentNode | tuple[ErrorCode, str] 
 
 def _parse_document(query: str, max_tokens: int) -> DocumentNode | tuple[ErrorCode, str] | None:
     """The parsed document (cached, as Strawberry's ``ParserCache`` would), or the
-    refusal of a document over the token limit, or ``None`` for a syntax error (the
-    executor parses again and reports it as graphql-core words it). The parser stops
+    refusal of a document over the token limit, or ``None`` for a syntax error
+    (``measure`` parses again to report it as graphql-core words it). The parser stops
     at the limit, so an oversized document costs no more than a permitted one."""
     try:
         return parse(query, max_tokens=max_tokens)
