@@ -180,8 +180,11 @@ class Engine:
         report.cost = cost
         if context.http_method == "GET" and isinstance(viewer, Anonymous):
             # Only an anonymous GET answer may be shared, so only it is looked at.
-            public = public_cached if measured.cached else public_operation
-            report.public = public(schema, document, operation_name)
+            report.public = (
+                public_cached(schema, measured.query, measured.tokens, operation_name)
+                if measured.cached
+                else public_operation(schema, document, operation_name)
+            )
         refusal = cost_refusal(cost, context.limits.operation.cost[viewer.kind], viewer.kind)
         if refusal is not None:
             return refusal
@@ -204,7 +207,9 @@ class Engine:
         extensions: dict[str, Any] | None,
     ) -> ExecutionResult:
         if measured.cached:
-            plan = compiled_plan(self.graphql_schema, measured.document, operation_name)
+            plan = compiled_plan(
+                self.graphql_schema, measured.query, measured.tokens, operation_name
+            )
             if plan is not None:
                 return await plan.run(variables, context, extensions)
         return await self.reference(measured, operation_name, variables, context, extensions)

@@ -17,7 +17,7 @@ located at the field (or list item), a null in a non-null position propagates to
 nearest nullable parent and cancels its pending siblings, an error under a position
 already nulled is dropped. tests/test_plan.py runs both on generated operations.
 
-Not covered, and so left to graphql-core (``compiled_plan`` returns None): mutations
+Not covered, and so left to graphql-core (``compile_plan`` returns None): mutations
 and subscriptions, directives on selections (``@skip``/``@include``/``@defer``),
 introspection beyond ``__typename``, and a document whose operation cannot be chosen.
 """
@@ -60,9 +60,10 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
 
 from resolvers.context import Context
+from resolvers.limits import cached_document
 from resolvers.permissions import Rule, VisibilityExtension, check_field, fragment_definitions
 
-__all__ = ["Plan", "compiled_plan"]
+__all__ = ["Plan", "compile_plan", "compiled_plan"]
 
 is_awaitable = optimized_is_awaitable
 
@@ -709,9 +710,10 @@ def _observe(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _compile(
+def compile_plan(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
 ) -> Plan | None:
+    """The plan of the operation, or None when it is left to graphql-core."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is None:
         operation = operations[0] if len(operations) == 1 else None
@@ -729,6 +731,10 @@ def _compile(
         return None
 
 
-#: Keyed by the (cached, so shared) document object: a plan lives as long as its
-#: document does in the parse cache, give or take.
-compiled_plan = functools.lru_cache(maxsize=256)(_compile)
+@functools.lru_cache(maxsize=256)
+def compiled_plan(
+    schema: GraphQLSchema, query: str, max_tokens: int, operation_name: str | None
+) -> Plan | None:
+    """The plan of a short document ``measure`` accepted, cached by its text (as the
+    parse is: a document's own hash walks its whole tree)."""
+    return compile_plan(schema, cached_document(query, max_tokens), operation_name)

@@ -26,7 +26,7 @@ from gateway.settings import Settings
 from gateway.viewer import Viewer
 from resolvers.engine import Engine
 from resolvers.limits import Measured, measure
-from resolvers.plan import compiled_plan
+from resolvers.plan import compile_plan, compiled_plan
 from resolvers.schema import schema
 from tests.test_archive import HANGZHOU, INDIVIDUAL
 from tests.test_fuzz import SDL, USCCS, VIEWERS
@@ -55,7 +55,7 @@ async def both(
     """The plan's answer and the reference's, each with its own request context."""
     measured = measure(ENGINE.graphql_schema, query, None, runtime.limits.operation, RULES)
     assert isinstance(measured, Measured) and not measured.errors, measured
-    plan = compiled_plan(ENGINE.graphql_schema, measured.document, None)
+    plan = compiled_plan(ENGINE.graphql_schema, query, measured.tokens, None)
     assert plan is not None, query
     answers = []
     for run in ("plan", "reference"):
@@ -168,7 +168,7 @@ async def test_variable_errors_answer_as_graphql_core_does(runtime: Runtime) -> 
 
 def test_what_plans_leave_to_graphql_core() -> None:
     """Introspection, directives, mutations and an operation that cannot be chosen run
-    on graphql-core (the engine falls back when ``compiled_plan`` gives None)."""
+    on graphql-core (the engine falls back when ``compile_plan`` gives None)."""
     from graphql import parse
 
     for query in (
@@ -177,8 +177,8 @@ def test_what_plans_leave_to_graphql_core() -> None:
         f'{{ enterprise(uscc: "{HANGZHOU}") {{ name @include(if: true) }} }}',
         "query A { integrityBadges(usccs: []) { name } } query B { __typename }",
     ):
-        assert compiled_plan(ENGINE.graphql_schema, parse(query), None) is None, query
-    assert compiled_plan(ENGINE.graphql_schema, parse("{ __typename }"), None) is not None
+        assert compile_plan(ENGINE.graphql_schema, parse(query), None) is None, query
+    assert compile_plan(ENGINE.graphql_schema, parse("{ __typename }"), None) is not None
 
 
 @strawberry.type
@@ -240,7 +240,7 @@ async def test_nulls_propagate_as_graphql_core_propagates_them(query: str) -> No
     from graphql import execute, parse
 
     document = parse(query)
-    plan = compiled_plan(PARTS._schema, document, None)
+    plan = compile_plan(PARTS._schema, document, None)
     assert plan is not None
     planned = _answer(await plan.run(None, None))  # type: ignore[arg-type]
     reference = execute(

@@ -45,6 +45,7 @@ __all__ = [
     "LimitError",
     "Measured",
     "Shape",
+    "cached_document",
     "cost_refusal",
     "measure",
     "operation_cost",
@@ -112,11 +113,41 @@ def _measure(document: DocumentNode, operation_name: str | None) -> tuple[int, S
 
 
 _parse_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_parse_document)
-#: Keyed by the (cached, so identical) document object and the operation name.
-_measure_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(_measure)
-public_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(public_operation)
-#: Keyed by the document: only cached (short) documents are validated through it.
-_validate_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(validate_document)
+
+
+def cached_document(query: str, max_tokens: int) -> DocumentNode:
+    """The cached parse of a short document ``measure`` has accepted."""
+    document = _parse_cached(query, max_tokens)
+    assert isinstance(document, DocumentNode)
+    return document
+
+
+# The caches below are keyed by the document's text, not by the parsed document: a
+# DocumentNode hashes by walking its whole tree (~15 µs for a small query, on every
+# lookup), a string once.
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _measure_cached(query: str, max_tokens: int, operation_name: str | None) -> tuple[int, Shape]:
+    return _measure(cached_document(query, max_tokens), operation_name)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _validate_cached(
+    schema: GraphQLSchema,
+    query: str,
+    max_tokens: int,
+    rules: tuple[type[ASTValidationRule], ...],
+) -> list[GraphQLError]:
+    return validate_document(schema, cached_document(query, max_tokens), rules)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def public_cached(
+    schema: GraphQLSchema, query: str, max_tokens: int, operation_name: str | None
+) -> bool:
+    """``public_operation`` of a short document, cached by its text."""
+    return public_operation(schema, cached_document(query, max_tokens), operation_name)
 
 
 def _refusal(budget: OperationBudget, shape: Shape, operations: int) -> LimitError | None:
@@ -143,6 +174,9 @@ class Measured:
     document: DocumentNode
     errors: Sequence[GraphQLError]
     cached: bool
+    #: The text and the token limit it was parsed under: what per-document caches key by.
+    query: str
+    tokens: int
 
 
 def measure(
@@ -167,12 +201,20 @@ def measure(
         except GraphQLError as syntax:
             return syntax
         raise AssertionError("a document that failed to parse parsed")  # pragma: no cover
-    operations, shape = (_measure_cached if cached else _measure)(parsed, operation_name)
+    operations, shape = (
+        _measure_cached(query, budget.tokens, operation_name)
+        if cached
+        else _measure(parsed, operation_name)
+    )
     refusal = _refusal(budget, shape, operations)
     if refusal is not None:
-        return Measured(parsed, [refusal], cached)
-    errors = (_validate_cached if cached else validate_document)(schema, parsed, rules)
-    return Measured(parsed, errors, cached)
+        return Measured(parsed, [refusal], cached, query, budget.tokens)
+    errors = (
+        _validate_cached(schema, query, budget.tokens, rules)
+        if cached
+        else validate_document(schema, parsed, rules)
+    )
+    return Measured(parsed, errors, cached, query, budget.tokens)
 
 
 def cost_refusal(cost: int, allowed: int, kind: str) -> LimitError | None:
