@@ -47,21 +47,28 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    default_type_resolver,
     is_abstract_type,
     is_leaf_type,
     is_object_type,
     located_error,
 )
+from graphql.execution.collect_fields import does_fragment_condition_match
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.pyutils import Path, Undefined, inspect, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
-from graphql.utilities import type_from_ast
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
 
 from resolvers.context import Context
 from resolvers.limits import cached_document
-from resolvers.permissions import Rule, VisibilityExtension, check_field, fragment_definitions
+from resolvers.permissions import (
+    Rule,
+    VisibilityExtension,
+    check_field,
+    fragment_definitions,
+    select_operation,
+)
 
 __all__ = ["Plan", "compile_plan", "compiled_plan"]
 
@@ -250,7 +257,7 @@ class Plan:
                 key = selection.alias.value if selection.alias else selection.name.value
                 grouped.setdefault(key, []).append(selection)
             elif isinstance(selection, InlineFragmentNode):
-                if self._matches(selection, runtime_type):
+                if does_fragment_condition_match(self.schema, selection, runtime_type):
                     self.collect(selection.selection_set, runtime_type, grouped, visited)
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
@@ -258,25 +265,13 @@ class Plan:
                     continue
                 visited.add(name)
                 fragment = self.fragments.get(name)
-                if fragment is None or not self._matches(fragment, runtime_type):
+                if fragment is None or not does_fragment_condition_match(
+                    self.schema, fragment, runtime_type
+                ):
                     continue
                 if fragment.directives or fragment.variable_definitions:
                     raise _Unsupported("fragment directives or variables")
                 self.collect(fragment.selection_set, runtime_type, grouped, visited)
-
-    def _matches(
-        self, fragment: FragmentDefinitionNode | InlineFragmentNode, type_: GraphQLObjectType
-    ) -> bool:
-        condition = fragment.type_condition
-        if condition is None:
-            return True
-        conditional = type_from_ast(self.schema, condition)
-        if conditional is type_:
-            return True
-        if is_abstract_type(conditional):
-            assert isinstance(conditional, GraphQLAbstractType)
-            return self.schema.is_sub_type(conditional, type_)
-        return False
 
     async def run(
         self,
@@ -308,7 +303,6 @@ class Run:
         "context",
         "errors",
         "extensions",
-        "helpers",
         "nulled",
         "plan",
         "variables",
@@ -328,7 +322,6 @@ class Run:
         self.errors: list[GraphQLError] = []
         self.nulled: set[Path | None] = set()
         self.arguments: dict[FieldPlan, dict[str, Any]] = {}
-        self.helpers = GraphQLResolveInfoHelpers(gather=_gather_list, track=_track)
 
     # errors -------------------------------------------------------------------------
 
@@ -364,33 +357,20 @@ class Run:
         path: Path | None,
     ) -> Any:
         results: dict[str, Any] = {}
-        pending: list[str] | None = None
+        pending: list[str] = []
         type_name = parent_type.name
         try:
             for field in fields:
                 value = self.execute_field(field, source, Path(path, field.key, type_name))
                 results[field.key] = value
                 if is_awaitable(value):
-                    if pending is None:
-                        pending = []
                     pending.append(field.key)
         except Exception:
-            if pending:
-                _settle([results[key] for key in pending])
+            _settle([results[key] for key in pending])
             raise
-        if pending is None:
+        if not pending:
             return results
-        return self._await_fields(results, pending)
-
-    async def _await_fields(self, results: dict[str, Any], pending: list[str]) -> dict[str, Any]:
-        if len(pending) == 1:
-            key = pending[0]
-            results[key] = await results[key]
-        else:
-            values = await _gather([results[key] for key in pending])
-            for key, value in zip(pending, values, strict=True):
-                results[key] = value
-        return results
+        return _await_pending(results, pending)
 
     def _info(self, field: FieldPlan, path: Path) -> Any:
         plan = self.plan
@@ -408,7 +388,7 @@ class Run:
             self.context,
             is_awaitable,
             None,
-            self.helpers,
+            _HELPERS,
             self.extensions,
         )
 
@@ -519,59 +499,31 @@ class Run:
             )
         item_completion: Completion = completion.of  # type: ignore[assignment]
         completed: list[Any] = []
-        pending: list[int] | None = None
+        pending: list[int] = []
         try:
             for index, item in enumerate(result):
                 item_path = Path(path, index, None)
                 if is_awaitable(item):
                     completed.append(
-                        self._complete_awaitable_item(field, item_completion, item_path, item, info)
+                        self._complete_awaitable(field, item_completion, item_path, item, info)
                     )
-                    if pending is None:
-                        pending = []
                     pending.append(index)
                     continue
                 try:
                     value = self.complete(field, item_completion, item_path, item, info)
                     if is_awaitable(value):
                         value = self._await_completed(field, item_completion, item_path, value)
-                        if pending is None:
-                            pending = []
                         pending.append(index)
                     completed.append(value)
                 except Exception as raw:
                     self.field_error(raw, item_completion, field.nodes, item_path)
                     completed.append(None)
         except Exception:
-            if pending:
-                _settle([completed[index] for index in pending])
+            _settle([completed[index] for index in pending])
             raise
-        if pending is None:
+        if not pending:
             return completed
-        return self._await_items(completed, pending)
-
-    async def _await_items(self, completed: list[Any], pending: list[int]) -> list[Any]:
-        if len(pending) == 1:
-            index = pending[0]
-            completed[index] = await completed[index]
-        else:
-            values = await _gather([completed[index] for index in pending])
-            for index, value in zip(pending, values, strict=True):
-                completed[index] = value
-        return completed
-
-    async def _complete_awaitable_item(
-        self, field: FieldPlan, completion: Completion, path: Path, item: Any, info: Any
-    ) -> Any:
-        try:
-            resolved = await item
-            completed = self.complete(field, completion, path, resolved, info)
-            if is_awaitable(completed):
-                completed = await completed
-            return completed
-        except Exception as raw:
-            self.field_error(raw, completion, field.nodes, path)
-            return None
+        return _await_pending(completed, pending)
 
     def complete_object(
         self,
@@ -586,10 +538,7 @@ class Run:
             if is_awaitable(matches):
                 return self._complete_object_async(field, type_, path, result, matches)
             if not matches:
-                raise GraphQLError(
-                    f"Expected value of type '{type_.name}' but got: {inspect(result)}.",
-                    field.nodes,
-                )
+                raise _not_of_type(field, type_, result)
         return self.execute_fields(field.selection.fields(type_), type_, result, path)
 
     async def _complete_object_async(
@@ -601,10 +550,7 @@ class Run:
         matches: Any,
     ) -> Any:
         if not await matches:
-            raise GraphQLError(
-                f"Expected value of type '{type_.name}' but got: {inspect(result)}.",
-                field.nodes,
-            )
+            raise _not_of_type(field, type_, result)
         value = self.execute_fields(field.selection.fields(type_), type_, result, path)
         return await value if is_awaitable(value) else value
 
@@ -617,9 +563,7 @@ class Run:
         info: Any,
     ) -> Any:
         info = info or self._info(field, path)
-        resolver = type_.resolve_type
-        if resolver is None:
-            raise _Unsupported("an abstract type without resolve_type")  # pragma: no cover
+        resolver = type_.resolve_type or default_type_resolver
         runtime: Any = resolver(result, info, type_)
         if is_awaitable(runtime):
 
@@ -676,6 +620,26 @@ class Run:
 _NO_ARGUMENTS: dict[str, Any] = {}
 
 
+def _not_of_type(field: FieldPlan, type_: GraphQLObjectType, result: Any) -> GraphQLError:
+    """graphql-core's refusal of a value its object type's ``is_type_of`` rejects."""
+    return GraphQLError(
+        f"Expected value of type '{type_.name}' but got: {inspect(result)}.", field.nodes
+    )
+
+
+async def _await_pending(container: Any, pending: list[Any]) -> Any:
+    """Replace the awaitables at ``pending`` (keys of a dict or indices of a list) with
+    their values, concurrently when there are several."""
+    if len(pending) == 1:
+        at = pending[0]
+        container[at] = await container[at]
+        return container
+    values = await _gather([container[at] for at in pending])
+    for at, value in zip(pending, values, strict=True):
+        container[at] = value
+    return container
+
+
 async def _gather(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
     """Await concurrently; the first exception cancels the rest (graphql-core's
     ``gather_with_cancel``: a null propagating past siblings stops them)."""
@@ -710,17 +674,15 @@ def _observe(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+#: What ``info`` offers resolvers for their own asynchronous work (graphql-core's).
+_HELPERS = GraphQLResolveInfoHelpers(gather=_gather_list, track=_track)
+
+
 def compile_plan(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
 ) -> Plan | None:
     """The plan of the operation, or None when it is left to graphql-core."""
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is None:
-        operation = operations[0] if len(operations) == 1 else None
-    else:
-        operation = next(
-            (op for op in operations if op.name and op.name.value == operation_name), None
-        )
+    operation = select_operation(document, operation_name)
     if operation is None or operation.operation is not OperationType.QUERY:
         return None
     if operation.directives:
