@@ -88,17 +88,23 @@ def beyond_tier(
     return found
 
 
-@pytest.mark.parametrize("kind", list(VIEWERS))
-@hypothesis_settings(
+#: Operations over the schema, USCCs drawn from the seeded registry.
+QUERIES = gql.queries(SDL, custom_scalars={"USCC": USCCS})
+#: How many operations each viewer kind gets (hypothesis runs inside async tests).
+GENERATED = hypothesis_settings(
     max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+@pytest.mark.parametrize("kind", list(VIEWERS))
+@GENERATED
 @given(data=st.data())
 async def test_generated_operations_never_fail_the_server_or_the_tiers(
     client: httpx.AsyncClient, settings: Settings, kind: str, data: st.DataObject
 ) -> None:
-    query = data.draw(gql.queries(SDL, custom_scalars={"USCC": USCCS}))
+    query = data.draw(QUERIES)
     viewer, claims = VIEWERS[kind]
     headers = (
         {} if kind == "anonymous" else bearer(settings, kind, subject=viewer.subject, **claims)

@@ -14,10 +14,8 @@ from typing import Any
 import pytest
 import strawberry
 from graphql import ExecutionResult, GraphQLError, specified_rules
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
+from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis_graphql import strategies as gql
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gateway.graphql_view import _document_order, request_context
@@ -29,7 +27,7 @@ from resolvers.limits import Measured, measure
 from resolvers.plan import compile_plan, compiled_plan
 from resolvers.schema import schema
 from tests.test_archive import HANGZHOU, INDIVIDUAL
-from tests.test_fuzz import SDL, USCCS, VIEWERS
+from tests.test_fuzz import GENERATED, QUERIES, VIEWERS
 from tests.test_visibility import FULL
 
 pytestmark = pytest.mark.usefixtures("seeded")
@@ -71,16 +69,12 @@ async def both(
 
 
 @pytest.mark.parametrize("kind", list(VIEWERS))
-@hypothesis_settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@GENERATED
 @given(data=st.data())
 async def test_generated_operations_answer_as_graphql_core_does(
     runtime: Runtime, kind: str, data: st.DataObject
 ) -> None:
-    query = data.draw(gql.queries(SDL, custom_scalars={"USCC": USCCS}))
+    query = data.draw(QUERIES)
     viewer, _claims = VIEWERS[kind]
     planned, reference = await both(runtime, viewer, query)
     assert planned == reference, query
