@@ -23,6 +23,7 @@ from gateway.sources import Sources
 from loaders.audit import ensure_audit_indexes
 from loaders.indexes import ensure_indexes
 from loaders.registry import sample_usccs
+from loaders.search import needs_rebuild, rebuild_facets
 from loaders.seed import DEMO_RANDOM_SEED, registry_is_empty, seed
 from resolvers.engine import Engine
 from resolvers.schema import schema
@@ -52,6 +53,23 @@ async def _seed_if_empty(runtime: Runtime, sources: Sources) -> None:
     finally:
         await bulk.close()
     log.info("seeded %d enterprises in %.1fs", report.enterprises, report.seconds)
+
+
+async def _rebuild_search_facets(runtime: Runtime, sources: Sources) -> None:
+    """Search documents an earlier version wrote get facets and statistics, once."""
+    try:
+        if not await needs_rebuild(sources):
+            return
+    except PyMongoError as exc:
+        log.warning("registry unreachable at start-up, search facets not checked: %s", exc)
+        return
+    log.info("search documents without facet statistics: rebuilding them")
+    bulk = Sources.from_settings(runtime.settings, runtime.embedded_mongodb_url, bulk=True)
+    try:
+        enterprises, facets = await rebuild_facets(bulk)
+    finally:
+        await bulk.close()
+    log.info("search facets rebuilt: %d enterprises, %d facets", enterprises, facets)
 
 
 async def _banner(runtime: Runtime, sources: Sources) -> None:
@@ -107,6 +125,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
             try:
                 # Seeding replaces the collections, indexes included, so it goes first.
                 await _seed_if_empty(runtime, startup)
+                await _rebuild_search_facets(runtime, startup)
                 await ensure_indexes(startup)
                 await ensure_audit_indexes(startup)
                 if banner:

@@ -33,7 +33,6 @@ __all__ = [
     "SourceUnavailableError",
     "cache_key",
     "pack",
-    "prefix_range",
     "unpack",
 ]
 
@@ -90,11 +89,6 @@ def pack(value: Any) -> bytes:
 
 def unpack(raw: bytes) -> Any:
     return bson.decode(raw, codec_options=_CODEC)["v"]
-
-
-def prefix_range(prefix: str) -> Document:
-    """A query on the strings that start with ``prefix``, as a range an index can walk."""
-    return {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
 
 
 def cache_key(source: Source, collection: str, key_field: str, key: Hashable) -> str:

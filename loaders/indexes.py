@@ -28,13 +28,20 @@ ALL_INDEXES: dict[tuple[Source, str], list[IndexModel]] = {
 async def ensure_indexes(sources: Sources) -> set[Source]:
     """Create every declared index; the sources that could not be reached.
 
-    ``createIndexes`` is a no-op for an index that exists with the same spec. A source
+    ``createIndexes`` is a no-op for an index that exists with the same spec; an index
+    an earlier version built and this one no longer reads is dropped. A source
     that is down does not stop the others (nor the gateway): it is logged and returned.
     """
 
     async def one(source: Source, collection: str, models: list[IndexModel]) -> Source | None:
+        target = sources.db(source)[collection]
         try:
-            await sources.db(source)[collection].create_indexes(models)
+            held = await target.index_information()
+            for name in search.OBSOLETE_INDEXES.get((source, collection), ()):
+                if name in held:
+                    await target.drop_index(name)
+                    log.info("dropped obsolete index %s of %s.%s", name, source.value, collection)
+            await target.create_indexes(models)
         except PyMongoError as exc:
             log.warning("indexes of %s.%s not ensured: %s", source.value, collection, exc)
             return source

@@ -10,8 +10,9 @@ from pymongo.errors import PyMongoError
 
 from gateway.settings import Source
 from gateway.sources import Sources
-from loaders.base import Document, SourceLoader, prefix_range, source_error, source_timeout
+from loaders.base import Document, SourceLoader, source_error, source_timeout
 from loaders.codes import mask_id_number
+from loaders.search import Criteria, read_page
 
 __all__ = [
     "INDEXES",
@@ -56,14 +57,10 @@ class ChangeRecordsByUsccLoader(SourceLoader):
 
 async def sample_usccs(sources: Sources) -> list[str]:
     """One USCC of each kind (enterprise, individual business, cooperative) to show a newcomer."""
-    enterprises = sources.db(Source.REGISTRY)[ENTERPRISES]
     found = []
-    for prefix in ("91", "92", "93"):
-        doc = await enterprises.find_one(
-            {"_id": prefix_range(prefix)}, {"_id": 1}, sort=[("_id", 1)]
-        )
-        if doc is not None:
-            found.append(doc["_id"])
+    for kind in ("91", "92", "93"):
+        page = await read_page(sources, Criteria(kind=kind), after=None, limit=1)
+        found += page.usccs
     return found
 
 

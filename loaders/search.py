@@ -1,19 +1,38 @@
 """Enterprise search over one derived collection, ``registry.enterprise_search``.
 
-One document per enterprise with what the filters need, from every source: name and its
-bigrams (Chinese has no spaces, so "contained words" are matched on character pairs and
-then confirmed on the name), division code, kind, status and the platforms it trades on.
-Each filter is an equality or a prefix range on an indexed field (character pairs,
-division code, platforms, USCC); a page is one find, ordered by USCC, cached in Redis.
+One document per enterprise with what the filters need, from every source, and its
+*facets*: one string per thing a filter can ask for — every character pair of the name
+(Chinese has no spaces, so "contained words" are found by their character pairs and
+then confirmed on the name), each division-code prefix, the kind of subject, the
+status, each platform, and ``*`` (every enterprise). One compound index,
+``{facets: 1, _id: 1}``, answers every search: an equality on one facet walks USCCs in
+order, so a page is a walk of that index from the cursor, never a sort.
+
+A walk's length is bounded by the page, not by the matches: besides each facet's count,
+``enterprise_search_facets`` holds its *fences*, every ``FENCE_EVERY``-th USCC that has
+it, and a page reads a window of the index between the cursor and a fence chosen to
+hold about as many entries as the page needs (more when the other filters are
+expected to reject some), then the next, wider window only if that was not enough.
+The embedded store needs this: it does not stop an index scan at the find's limit
+(docs/search-on-the-embedded-store.md); MongoDB would, and runs the same bounded reads.
+
+Of a search's facets the one with the fewest enterprises drives the walk; the rest
+(and the whole keyword against the name) are checked here, on the fetched window: in
+the embedded store any filter beside the equality and the ``_id`` range turns the
+index walk into a collection scan. A facet no enterprise has costs one empty index
+lookup. Facet statistics only steer the cost: a result never depends on them.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import re
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, ReplaceOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from gateway.cache import DocumentCache
@@ -23,22 +42,54 @@ from loaders.base import (
     Document,
     cache_key,
     pack,
-    prefix_range,
     source_error,
     source_timeout,
     unpack,
 )
 
-__all__ = ["INDEXES", "SEARCH", "Criteria", "name_terms", "search_document", "search_usccs"]
+__all__ = [
+    "ALL",
+    "FACETS",
+    "FENCE_EVERY",
+    "INDEXES",
+    "OBSOLETE_INDEXES",
+    "SCAN_BUDGET",
+    "SEARCH",
+    "Criteria",
+    "Page",
+    "document_facets",
+    "name_terms",
+    "needs_rebuild",
+    "read_page",
+    "rebuild_facets",
+    "search_document",
+    "search_page",
+]
 
 SEARCH = "enterprise_search"
+#: Per facet: ``count`` (enterprises that have it) and ``fences`` (every
+#: ``FENCE_EVERY``-th of their USCCs, in order).
+FACETS = "enterprise_search_facets"
+#: The facet every enterprise has: the walk of a search without filters.
+ALL = "*"
+#: One fence per this many enterprises of a facet: the grain of a window.
+FENCE_EVERY = 64
+#: The most index entries one page may examine. A search whose filters reject nearly
+#: everything the driving facet walks stops there with a short page, ``more`` set
+#: and a cursor to go on from (the answer is still exact, only delivered in parts).
+SCAN_BUDGET = 1024
+#: What the filters are checked on, besides ``_id``.
+_PROJECTION = {"_id": 1, "name": 1, "division": 1, "status": 1, "platforms": 1}
+_LISTED_KINDS = ("91", "92", "93")
 
 INDEXES: dict[tuple[Source, str], list[IndexModel]] = {
     (Source.REGISTRY, SEARCH): [
-        IndexModel([("name_terms", ASCENDING), ("_id", ASCENDING)], name="terms"),
-        IndexModel([("division", ASCENDING), ("_id", ASCENDING)], name="division"),
-        IndexModel([("platforms", ASCENDING), ("_id", ASCENDING)], name="platforms"),
+        IndexModel([("facets", ASCENDING), ("_id", ASCENDING)], name="facets"),
     ],
+}
+#: Indexes earlier versions built on the search collection; dropped at start-up.
+OBSOLETE_INDEXES: dict[tuple[Source, str], tuple[str, ...]] = {
+    (Source.REGISTRY, SEARCH): ("terms", "division", "platforms"),
 }
 
 
@@ -47,17 +98,43 @@ def name_terms(text: str) -> list[str]:
     return sorted({text[i : i + 2] for i in range(len(text) - 1)})
 
 
+def kind_class(uscc: str) -> str:
+    """The kind filter's value for a USCC: its first two characters, or ``other``."""
+    kind = uscc[:2]
+    return kind if kind in _LISTED_KINDS else "other"
+
+
+def _after_kind(kind: str) -> str:
+    """The least string after every USCC of ``kind``."""
+    return kind[:-1] + chr(ord(kind[-1]) + 1)
+
+
+def document_facets(
+    uscc: str, name: str, division: str, status: str, platforms: Iterable[str]
+) -> list[str]:
+    facets = {
+        ALL,
+        f"k:{kind_class(uscc)}",
+        f"s:{status}",
+        f"r:{division[:2]}",
+        f"r:{division[:4]}",
+        f"r:{division}",
+    }
+    facets.update(f"t:{pair}" for pair in name_terms(name))
+    facets.update(f"p:{platform}" for platform in platforms)
+    return sorted(facets)
+
+
 def search_document(
     uscc: str, name: str, division: str, status: str, platforms: list[str]
 ) -> Document:
     return {
         "_id": uscc,
         "name": name,
-        "name_terms": name_terms(name),
         "division": division,
-        "kind": uscc[:2],
         "status": status,
         "platforms": platforms,
+        "facets": document_facets(uscc, name, division, status, platforms),
     }
 
 
@@ -73,38 +150,39 @@ class Criteria:
     status: str | None = None
     platform: Source | None = None
 
-    def query(self) -> Document:
-        query: Document = {}
+    def facets(self) -> list[str]:
+        """The facets an enterprise must have to match: every one of them."""
+        facets: list[str] = []
         if self.keyword is not None:
-            # One character pair finds the candidates through the index; the name then
-            # must contain the whole keyword.
-            query["name_terms"] = name_terms(self.keyword)[0]
-            query["name"] = {"$regex": re.escape(self.keyword)}
+            facets += [f"t:{pair}" for pair in name_terms(self.keyword)]
         if self.region is not None:
-            # A division-code prefix is a range of the division index.
-            query["division"] = prefix_range(self.region)
-        if self.kind == "other":
-            query["kind"] = {"$nin": ["91", "92", "93"]}
-        elif self.kind is not None:
-            # The kind is the USCC's first two characters: a range of the _id index.
-            query["_id"] = prefix_range(self.kind)
+            facets.append(f"r:{self.region}")
+        if self.kind is not None:
+            facets.append(f"k:{self.kind}")
         if self.status is not None:
-            query["status"] = self.status
+            facets.append(f"s:{self.status}")
         if self.platform is not None:
-            query["platforms"] = self.platform.value
-        return query
+            facets.append(f"p:{self.platform.value}")
+        return facets or [ALL]
 
-    def index(self) -> str:
-        """The index that answers this search: the most selective filter's, else ``_id``
-        (whose walk is already in USCC order). Named rather than left to the planner,
-        which in SecantusDB picks an index only for single-predicate filters."""
-        if self.keyword is not None:
-            return "terms"
-        if self.region is not None:
-            return "division"
-        if self.platform is not None:
-            return "platforms"
-        return "_id_"
+    def id_ranges(self) -> list[tuple[str | None, str | None]]:
+        """The USCC ranges (from inclusive, to exclusive; None: unbounded) a match can
+        lie in: its kind is its first two characters."""
+        if self.kind is None:
+            return [(None, None)]
+        if self.kind == "other":
+            return [(None, _LISTED_KINDS[0]), (_after_kind(_LISTED_KINDS[-1]), None)]
+        return [(self.kind, _after_kind(self.kind))]
+
+    def matches(self, doc: Document) -> bool:
+        """Whether a search document matches every criterion (checked on ``_PROJECTION``)."""
+        return (
+            (self.keyword is None or self.keyword in doc["name"])
+            and (self.region is None or doc["division"].startswith(self.region))
+            and (self.kind is None or kind_class(doc["_id"]) == self.kind)
+            and (self.status is None or doc["status"] == self.status)
+            and (self.platform is None or self.platform.value in doc["platforms"])
+        )
 
     def fingerprint(self) -> str:
         text = "|".join(
@@ -113,7 +191,129 @@ class Criteria:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-async def search_usccs(
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Up to ``limit`` matching USCCs after the cursor, in USCC order."""
+
+    usccs: list[str]
+    #: Whether more may follow: another match was seen, or the scan stopped short.
+    more: bool
+    #: Set when the scan budget ran out before the page filled: the USCC up to which
+    #: every enterprise was examined, where the next page goes on.
+    resume: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    count: int
+    fences: list[str]
+
+
+_NO_STATS = _Stats(0, [])
+
+
+async def _facet_stats(
+    collection: AsyncCollection[Document], facets: list[str]
+) -> dict[str, _Stats]:
+    """Each facet's statistics; a facet without any reads as none (count 0)."""
+    found = {
+        doc["_id"]: _Stats(doc["count"], doc["fences"])
+        async for doc in collection.find({"_id": {"$in": [*facets, ALL]}})
+    }
+    return {facet: found.get(facet, _NO_STATS) for facet in [*facets, ALL]}
+
+
+def _driver(criteria: Criteria, facets: list[str], stats: dict[str, _Stats]) -> str:
+    """The facet whose walk answers the search.
+
+    The rarest, when its whole walk fits the scan budget. Otherwise the region's when
+    there is one: USCCs carry the registering division, so a region's enterprises
+    are bunched in USCC order and, checked on another facet's walk, would turn up
+    only after long empty stretches; the other filters are spread evenly along a
+    region's own walk. (The kind is the USCC's first two characters: a range of the
+    walk, see ``Criteria.id_ranges``.)"""
+    rarest = min(facets, key=lambda facet: stats[facet].count)
+    if stats[rarest].count <= SCAN_BUDGET or criteria.region is None:
+        return rarest
+    return f"r:{criteria.region}"
+
+
+def _first_gaps(stats: dict[str, _Stats], driver: str, others: list[str], want: int) -> int:
+    """How many fence gaps the first window should span to hold ``want`` matches,
+    taking the other facets as independent filters of what the driver walks."""
+    total = max(stats[ALL].count, 1)
+    share = 1.0
+    for facet in others:
+        share *= min(stats[facet].count / total, 1.0)
+    needed = min(want / max(share, 1 / SCAN_BUDGET), SCAN_BUDGET)
+    # One more gap than the entries need: the cursor may sit just before a fence.
+    return math.ceil(needed / FENCE_EVERY) + 1
+
+
+def _passed(position: str | None, high: str | None) -> bool:
+    """Whether a walk at ``position`` is past every USCC below ``high``."""
+    return high is not None and position is not None and position >= high
+
+
+async def _scan(
+    collection: AsyncCollection[Document],
+    criteria: Criteria,
+    driver: str,
+    fences: list[str],
+    gaps: int,
+    after: str | None,
+    want: int,
+) -> Page:
+    found: list[str] = []
+    examined = 0
+    #: Every USCC up to here (exclusive lower bound of what is left) was examined.
+    position = after
+    ranges = criteria.id_ranges()
+    while True:
+        # The part of the walk left: from the position, inside the next USCC range.
+        left = [(low, high) for low, high in ranges if not _passed(position, high)]
+        if not left:
+            return Page(found, more=False)
+        low, high = left[0]
+        bounds: Document = {}
+        if low is not None and (position is None or position < low):
+            bounds["$gte"] = low
+            start = bisect.bisect_left(fences, low)
+        elif position is not None:
+            bounds["$gt"] = position
+            start = bisect.bisect_right(fences, position)
+        else:
+            start = 0
+        last = start + gaps - 1
+        end = fences[last] if last < len(fences) else None
+        if high is not None and (end is None or end >= high):
+            end = None
+            bounds["$lt"] = high
+        elif end is not None:
+            bounds["$lte"] = end
+        query: Document = {"facets": driver}
+        if bounds:
+            query["_id"] = bounds
+        # No sort and no limit: either would make the embedded store sort the whole
+        # walk; the window is already small, and in index order on MongoDB.
+        window = [doc async for doc in collection.find(query, _PROJECTION)]
+        window.sort(key=lambda doc: doc["_id"])
+        examined += len(window)
+        for doc in window:
+            if criteria.matches(doc):
+                found.append(doc["_id"])
+                if len(found) == want:
+                    return Page(found[: want - 1], more=True)
+        position = end if end is not None else high
+        if position is None:
+            return Page(found, more=False)
+        if examined >= SCAN_BUDGET:
+            return Page(found, more=True, resume=position)
+        remaining = max((SCAN_BUDGET - examined) // FENCE_EVERY, 1)
+        gaps = min(gaps * 2, remaining)
+
+
+async def search_page(
     sources: Sources,
     cache: DocumentCache,
     criteria: Criteria,
@@ -121,27 +321,91 @@ async def search_usccs(
     after: str | None,
     limit: int,
     deadline: float | None = None,
-) -> list[str]:
+) -> Page:
     """Up to ``limit`` USCCs matching ``criteria``, in USCC order, after ``after``."""
-    query = criteria.query()
-    if after is not None:
-        query["_id"] = {**query.get("_id", {}), "$gt": after}
-    key = cache_key(Source.REGISTRY, SEARCH, "page", f"{criteria.fingerprint()}:{after}:{limit}")
+    # "walk": pages were cached under "page" as a bare list before they could stop short.
+    key = cache_key(Source.REGISTRY, SEARCH, "walk", f"{criteria.fingerprint()}:{after}:{limit}")
     cached = (await cache.get_many([key])).get(key)
     if cached is not None:
-        usccs: list[str] = unpack(cached)
-        return usccs
-    collection = sources.collection(Source.REGISTRY, SEARCH)
+        usccs, more, resume = unpack(cached)
+        return Page(usccs, more, resume)
     try:
         with source_timeout(sources, deadline):
-            cursor = (
-                collection.find(query, {"_id": 1})
-                .hint(criteria.index())
-                .sort("_id", ASCENDING)
-                .limit(limit)
-            )
-            usccs = [doc["_id"] async for doc in cursor]
+            page = await read_page(sources, criteria, after=after, limit=limit)
     except PyMongoError:
         raise source_error(Source.REGISTRY, deadline) from None
-    await cache.set_many({key: pack(usccs)})
-    return usccs
+    await cache.set_many({key: pack([page.usccs, page.more, page.resume])})
+    return page
+
+
+async def read_page(sources: Sources, criteria: Criteria, *, after: str | None, limit: int) -> Page:
+    """``search_page`` from the store, without the cache or a deadline."""
+    facets = criteria.facets()
+    stats = await _facet_stats(sources.collection(Source.REGISTRY, FACETS), facets)
+    driver = _driver(criteria, facets, stats)
+    # The kind is a range of the walk, not a filter of it.
+    others = [facet for facet in facets if facet != driver and not facet.startswith("k:")]
+    return await _scan(
+        sources.collection(Source.REGISTRY, SEARCH),
+        criteria,
+        driver,
+        stats[driver].fences,
+        _first_gaps(stats, driver, others, limit + 1),
+        after,
+        limit + 1,
+    )
+
+
+async def needs_rebuild(sources: Sources) -> bool:
+    """Whether search documents exist without facet statistics (an earlier version
+    wrote them, or a rebuild was cut short): a search would be right but slow."""
+    registry = sources.db(Source.REGISTRY)
+    if await registry[FACETS].find_one({"_id": ALL}, {"_id": 1}) is not None:
+        return False
+    return await registry[SEARCH].find_one({}, {"_id": 1}) is not None
+
+
+async def rebuild_facets(sources: Sources) -> tuple[int, int]:
+    """Recompute every facet's count and fences from the search collection (after a
+    seed, a bulk change or an upgrade); documents an earlier version wrote without
+    facets get theirs. Returns (enterprises, facets)."""
+    search = sources.db(Source.REGISTRY)[SEARCH]
+    counts: dict[str, int] = {}
+    fences: dict[str, list[str]] = {}
+    missing: list[UpdateOne] = []
+    enterprises = 0
+    projection = {**_PROJECTION, "facets": 1}
+    async for doc in search.find({}, projection).sort("_id", ASCENDING):
+        enterprises += 1
+        facets = doc.get("facets")
+        if facets is None:
+            facets = document_facets(
+                doc["_id"], doc["name"], doc["division"], doc["status"], doc["platforms"]
+            )
+            missing.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"facets": facets}}))
+        for facet in facets:
+            count = counts[facet] = counts.get(facet, 0) + 1
+            if count % FENCE_EVERY == 0:
+                fences.setdefault(facet, []).append(doc["_id"])
+    if missing:
+        await search.bulk_write(missing, ordered=False)
+    stats = sources.db(Source.REGISTRY)[FACETS]
+    rows = [
+        {"_id": facet, "count": count, "fences": fences.get(facet, [])}
+        for facet, count in counts.items()
+    ]
+    held = {doc["_id"] async for doc in stats.find({}, {"_id": 1})}
+    if not held:
+        if rows:
+            await stats.insert_many(rows, ordered=False)
+    else:
+        if rows:
+            await stats.bulk_write(
+                [ReplaceOne({"_id": row["_id"]}, row, upsert=True) for row in rows],
+                ordered=False,
+            )
+        # Facets no enterprise has any more.
+        stale = list(held - counts.keys())
+        if stale:
+            await stats.delete_many({"_id": {"$in": stale}})
+    return enterprises, len(counts)

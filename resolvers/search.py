@@ -14,7 +14,7 @@ from strawberry.relay import PageInfo
 from gateway.settings import Source
 from gateway.viewer import Anonymous
 from loaders.codes import EntityKind
-from loaders.search import Criteria, search_usccs
+from loaders.search import SCAN_BUDGET, Criteria, search_page
 from resolvers.archive import BusinessStatus, Enterprise
 from resolvers.context import Info
 from resolvers.errors import bad_user_input, unauthenticated
@@ -106,7 +106,10 @@ class SearchQuery:
     @visible(
         Tier.PUBLIC,
         f"Search enterprises, in USCC order. {PAGE_SIZE_RULE}; anonymous viewers may read "
-        f"{ANONYMOUS_MAX_PAGES} pages of one search.",
+        f"{ANONYMOUS_MAX_PAGES} pages of one search. A page examines at most {SCAN_BUDGET} "
+        "enterprises: when the filters reject nearly all of them, a page may hold fewer "
+        "hits than asked (even none) with `hasNextPage` true; `endCursor` then goes on "
+        "from where it stopped.",
     )
     async def enterprises(
         self,
@@ -127,15 +130,15 @@ class SearchQuery:
                 f"Anonymous viewers may read {ANONYMOUS_MAX_PAGES} pages of a search; "
                 "log in to read further."
             )
-        usccs = await search_usccs(
+        found = await search_page(
             context.sources,
             context.cache,
             criteria,
             after=last,
-            limit=first + 1,
+            limit=first,
             deadline=context.loaders.deadline,
         )
-        docs = await context.loaders.enterprise_by_uscc.load_many(usccs[:first])
+        docs = await context.loaders.enterprise_by_uscc.load_many(found.usccs)
         raw = info._raw_info
         edges_selected = selections((node.selection_set for node in raw.field_nodes), raw.fragments)
         nodes = selections(
@@ -151,12 +154,16 @@ class SearchQuery:
             for doc in docs
             if doc is not None
         ]
+        end_cursor = edges[-1].cursor if edges else None
+        if found.resume is not None:
+            # The scan stopped short of a full page: go on from where it stopped.
+            end_cursor = encode_cursor(context.cursor_key, criteria, found.resume, page)
         return EnterpriseConnection(
             edges=edges,
             page_info=PageInfo(
-                has_next_page=len(usccs) > first,
+                has_next_page=found.more,
                 has_previous_page=page > 1,
                 start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
+                end_cursor=end_cursor,
             ),
         )

@@ -35,10 +35,14 @@ class CommandRecorder(monitoring.CommandListener):
     """The MongoDB commands started since the last ``clear()``."""
 
     commands: list[tuple[str, str, str]] = field(default_factory=list)
+    #: The filter of each find, with its collection.
+    find_filters: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         collection = event.command.get(event.command_name)
         self.commands.append((event.command_name, event.database_name, str(collection)))
+        if event.command_name == "find":
+            self.find_filters.append((str(collection), dict(event.command.get("filter", {}))))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -48,6 +52,7 @@ class CommandRecorder(monitoring.CommandListener):
 
     def clear(self) -> None:
         self.commands.clear()
+        self.find_filters.clear()
 
     def finds(self) -> list[tuple[str, str]]:
         return [(db, coll) for name, db, coll in self.commands if name == "find"]

@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from gateway.settings import Settings, Source
-from gateway.sources import Sources
-from loaders.search import SEARCH, Criteria
+from loaders.search import SEARCH
 from loaders.seed import generate
 from tests.conftest import RANDOM_SEED, SEEDED_ENTERPRISES, bearer, graphql_as
 
@@ -163,42 +162,3 @@ async def test_bad_filters_are_bad_user_input(
     assert [(e["message"], e["extensions"]["code"]) for e in body["errors"]] == [
         (message, "BAD_USER_INPUT")
     ]
-
-
-def _index_names(plan: dict[str, Any]) -> set[str]:
-    names = set()
-    stack = [plan]
-    while stack:
-        stage = stack.pop()
-        if stage.get("stage") == "IXSCAN":
-            names.add(stage["indexName"])
-        stack += [stage[key] for key in ("inputStage",) if key in stage]
-        stack += stage.get("inputStages", [])
-    return names
-
-
-@pytest.mark.parametrize(
-    ("criteria", "index"),
-    [
-        (Criteria(keyword="服饰"), "terms"),
-        (Criteria(keyword="科技有限"), "terms"),
-        (Criteria(region="33"), "division"),
-        (Criteria(region="330106"), "division"),
-        (Criteria(platform=Source.PLATFORM_TMALL), "platforms"),
-        (Criteria(kind="92"), "_id_"),
-    ],
-)
-async def test_searches_are_answered_from_indexes(
-    settings: Settings, criteria: Criteria, index: str
-) -> None:
-    sources = Sources.from_settings(settings, None)
-    try:
-        collection = sources.db(Source.REGISTRY)[SEARCH]
-        cursor = collection.find(criteria.query()).hint(criteria.index()).sort("_id", 1)
-        explained = await cursor.limit(11).explain()
-    finally:
-        await sources.close()
-    assert _index_names(explained["queryPlanner"]["winningPlan"]) == {index}
-    stats = explained["executionStats"]
-    # The index bounds the walk: no key is examined that the filter then throws away.
-    assert stats["totalKeysExamined"] == stats["nReturned"] > 0

@@ -17,6 +17,7 @@ from gateway.settings import Source
 from gateway.sources import Sources
 from loaders.indexes import ensure_indexes
 from loaders.registry import ENTERPRISES
+from loaders.search import rebuild_facets
 from loaders.seed.generate import AS_OF, Batch, generate_enterprise
 
 __all__ = [
@@ -106,6 +107,7 @@ async def seed(sources: Sources, *, enterprises: int, random_seed: int) -> SeedR
                 asyncio.to_thread(_generate_range, *following, random_seed, taken)
             )
         await _insert(sources, batch, documents)
+    await rebuild_facets(sources)
     unindexed = await ensure_indexes(sources)
     if unindexed:
         raise RuntimeError(f"indexes could not be created on {sorted(unindexed)}")

@@ -1,0 +1,321 @@
+"""Search at scale: pages read in index order with bounded windows, exact results for
+generated filters, stable paging under concurrent writes, cheap misses, upgrades.
+
+A store of its own holds the search documents of 3,000 generated enterprises (the
+suite's shared store has 120, too few for a window to be smaller than the matches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from gateway.embedded import EmbeddedMongo
+from gateway.settings import Source
+from gateway.sources import Sources
+from loaders import search
+from loaders.indexes import ensure_indexes
+from loaders.search import (
+    ALL,
+    FACETS,
+    FENCE_EVERY,
+    SEARCH,
+    Criteria,
+    document_facets,
+    name_terms,
+    needs_rebuild,
+    read_page,
+    rebuild_facets,
+    search_document,
+)
+from loaders.seed import generate
+from tests.conftest import RECORDER
+
+ENTERPRISES = 3000
+RANDOM_SEED = 7
+_PLATFORMS = (
+    Source.PLATFORM_1688,
+    Source.PLATFORM_TAOBAO,
+    Source.PLATFORM_TMALL,
+    Source.PLATFORM_ALIBABA_COM,
+)
+_OTHER_KINDS = ("11", "31", "A1", "N1", "Y1")
+_STATUSES = ("IN_BUSINESS", "REVOKED", "CANCELLED", "MOVED_OUT", "LIQUIDATING")
+
+Document = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with EmbeddedMongo(tmp_path_factory.mktemp("search-scale")) as mongo:
+        assert isinstance(mongo, EmbeddedMongo)
+        yield mongo.url
+
+
+@pytest.fixture(scope="module")
+async def sources(store_url: str) -> AsyncIterator[Sources]:
+    opened = Sources(dict.fromkeys(Source, store_url), timeout_ms=30_000, bulk=True)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture(scope="module")
+async def documents(sources: Sources) -> list[Document]:
+    """The search documents in the store, in USCC order: the oracle."""
+    batch, _ = generate(ENTERPRISES, RANDOM_SEED)
+    generated = batch[(Source.REGISTRY, SEARCH)]
+    # The seeder writes kinds 91, 92 and 93 only; subjects of other kinds sort both
+    # before them (11, 31) and after (A1, N1, Y1).
+    others = [
+        search_document(
+            f"{kind}{doc['_id'][2:]}", doc["name"], doc["division"], doc["status"], doc["platforms"]
+        )
+        for kind, doc in zip(_OTHER_KINDS * 16, generated[:80], strict=True)
+    ]
+    docs = sorted([*generated, *others], key=lambda doc: doc["_id"])
+    await sources.db(Source.REGISTRY)[SEARCH].insert_many([dict(doc) for doc in docs])
+    assert await rebuild_facets(sources) == (
+        len(docs),
+        len({f for d in docs for f in d["facets"]}),
+    )
+    assert await ensure_indexes(sources) == set()
+    return docs
+
+
+def _expected(docs: list[Document], criteria: Criteria) -> list[str]:
+    """Brute force: every document checked against every criterion, as a user reads them."""
+
+    def matches(doc: Document) -> bool:
+        return (
+            (criteria.keyword is None or criteria.keyword in doc["name"])
+            and (criteria.region is None or doc["division"].startswith(criteria.region))
+            and (
+                criteria.kind is None
+                or (
+                    doc["_id"][:2] == criteria.kind
+                    if criteria.kind != "other"
+                    else doc["_id"][:2] not in ("91", "92", "93")
+                )
+            )
+            and (criteria.status is None or doc["status"] == criteria.status)
+            and (criteria.platform is None or criteria.platform.value in doc["platforms"])
+        )
+
+    return [doc["_id"] for doc in docs if matches(doc)]
+
+
+async def _every_page(sources: Sources, criteria: Criteria, limit: int) -> tuple[list[str], int]:
+    """Every match, page after page as a client follows ``endCursor``; the page count."""
+    found: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        page = await read_page(sources, criteria, after=after, limit=limit)
+        pages += 1
+        assert len(page.usccs) <= limit
+        found += page.usccs
+        if not page.more:
+            return found, pages
+        after = page.resume if page.resume is not None else page.usccs[-1]
+
+
+def _stages(plan: dict[str, Any]) -> list[str]:
+    stages = []
+    while plan:
+        stages.append(plan["stage"])
+        plan = plan.get("inputStage", {})
+    return stages
+
+
+@pytest.mark.parametrize(
+    "criteria",
+    [
+        Criteria(keyword="有限公司"),
+        Criteria(keyword="科技"),
+        Criteria(region="44"),
+        Criteria(region="3301"),
+        Criteria(kind="92"),
+        Criteria(status="IN_BUSINESS"),
+        Criteria(platform=Source.PLATFORM_TAOBAO),
+        Criteria(),
+        Criteria(keyword="有限", status="IN_BUSINESS", platform=Source.PLATFORM_1688),
+    ],
+    ids=repr,
+)
+async def test_a_page_reads_the_index_in_order_bounded_by_the_page(
+    sources: Sources, documents: list[Document], criteria: Criteria
+) -> None:
+    expected = _expected(documents, criteria)
+    # A page from the middle of the matches: what is before the cursor costs nothing.
+    after = expected[len(expected) // 2]
+    RECORDER.clear()
+    page = await read_page(sources, criteria, after=after, limit=20)
+    start = expected.index(after) + 1
+    assert page.usccs == expected[start : start + 20]
+    assert page.more is True and page.resume is None
+    windows = [query for collection, query in RECORDER.find_filters if collection == SEARCH]
+    examined = 0
+    for window in windows:
+        explained = await sources.db(Source.REGISTRY)[SEARCH].find(window).explain()
+        plan = explained["queryPlanner"]["winningPlan"]
+        # Index order: no blocking SORT, no collection scan, the one facets index.
+        assert _stages(plan) == ["FETCH", "IXSCAN"]
+        assert plan["inputStage"]["indexName"] == "facets"
+        stats = explained["executionStats"]
+        assert stats["totalKeysExamined"] == stats["totalDocsExamined"] == stats["nReturned"]
+        examined += stats["totalKeysExamined"]
+    # Bounded by the page (21 wanted, in windows of whole fence gaps), not by the
+    # matches: there are far more of those than any page examines.
+    assert 21 <= examined <= 4 * FENCE_EVERY < len(expected)
+
+
+@pytest.mark.parametrize("keyword", ["量子", "量子纠缠", "有限量子"])
+async def test_a_keyword_no_name_has_costs_one_empty_lookup(
+    sources: Sources, documents: list[Document], keyword: str
+) -> None:
+    assert not any(keyword in doc["name"] for doc in documents)
+    RECORDER.clear()
+    page = await read_page(sources, Criteria(keyword=keyword), after=None, limit=50)
+    assert (page.usccs, page.more) == ([], False)
+    windows = [query for collection, query in RECORDER.find_filters if collection == SEARCH]
+    # A character pair no name has drives the walk: one lookup, nothing examined.
+    [window] = windows
+    assert list(window) == ["facets"]
+    assert window["facets"] in {f"t:{pair}" for pair in name_terms(keyword)}
+    assert not any(window["facets"] in doc["facets"] for doc in documents)
+    explained = await sources.db(Source.REGISTRY)[SEARCH].find(windows[0]).explain()
+    assert explained["executionStats"]["totalKeysExamined"] == 0
+
+
+def _generated_criteria(rng: random.Random, docs: list[Document]) -> Criteria:
+    keyword = None
+    if rng.random() < 0.6:
+        name = rng.choice(docs)["name"]
+        size = rng.randint(2, min(6, len(name)))
+        at = rng.randint(0, len(name) - size)
+        keyword = name[at : at + size]
+        if rng.random() < 0.1:
+            keyword = keyword[::-1]  # often in no name at all
+    region = None
+    if rng.random() < 0.4:
+        division = rng.choice(docs)["division"]
+        region = division[: rng.choice((2, 4, 6))]
+    return Criteria(
+        keyword=keyword,
+        region=region,
+        kind=rng.choice((None, None, "91", "92", "93", "other")),
+        status=rng.choice((None, None, None, *_STATUSES)),
+        platform=rng.choice((None, None, *_PLATFORMS)),
+    )
+
+
+async def test_generated_searches_find_exactly_what_brute_force_finds(
+    sources: Sources, documents: list[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(20261129)
+    budget = search.SCAN_BUDGET
+    short_pages = 0
+    for round_ in range(300):
+        criteria = _generated_criteria(rng, documents)
+        expected = _expected(documents, criteria)
+        # A small scan budget in every fourth round: searches whose filters reject
+        # most of what they walk then stop short and go on from where they stopped.
+        monkeypatch.setattr(search, "SCAN_BUDGET", 150 if round_ % 4 == 0 else budget)
+        # Small pages, but no more than about eight of them for a search.
+        limit = max(rng.choice((1, 7, 20, 50)), -(-len(expected) // 8))
+        found, pages = await _every_page(sources, criteria, limit)
+        assert found == expected, criteria
+        short_pages += pages - max(1, -(-len(expected) // limit))
+    # The budget did cut scans short (the resume path ran), not only full pages.
+    assert short_pages > 0
+
+
+async def test_paging_neither_skips_nor_repeats_under_concurrent_writes(
+    sources: Sources, documents: list[Document]
+) -> None:
+    """Enterprises that exist throughout are each read exactly once, in order, while
+    others are inserted and deleted all along the USCC range between pages."""
+    collection = sources.db(Source.REGISTRY)[SEARCH]
+    rng = random.Random(3)
+    stable = [doc["_id"] for doc in documents]
+    inserted: list[str] = []
+
+    async def write() -> None:
+        for index in range(120):
+            twin = rng.choice(documents)
+            uscc = f"{twin['_id'][:17]}{'ABCDEFGHJK'[index % 10]}"
+            if uscc in stable or uscc in inserted:
+                continue
+            doc = search_document(
+                uscc, twin["name"], twin["division"], twin["status"], twin["platforms"]
+            )
+            await collection.insert_one(doc)
+            inserted.append(uscc)
+            if len(inserted) > 3:
+                await collection.delete_one({"_id": inserted[-4]})
+            await asyncio.sleep(0)
+
+    try:
+        writer = asyncio.create_task(write())
+        found: list[str] = []
+        after = None
+        while True:
+            page = await read_page(sources, Criteria(), after=after, limit=25)
+            found += page.usccs
+            if not page.more:
+                break
+            after = page.resume if page.resume is not None else page.usccs[-1]
+            await asyncio.sleep(0)
+        await writer
+    finally:
+        await collection.delete_many({"_id": {"$in": inserted}})
+    assert len(found) == len(set(found))
+    assert found == sorted(found)
+    assert [uscc for uscc in found if uscc not in inserted] == stable
+
+
+async def test_documents_without_facets_are_given_them_once(sources: Sources) -> None:
+    """An upgrade: search documents an earlier version wrote (no facets, no statistics)."""
+    registry = sources.db(Source.REGISTRY)
+    old = [
+        {
+            "_id": f"91330106MA2{index:05d}X",
+            "name": "杭州旧版数据有限公司",
+            "division": "330106",
+            "status": "IN_BUSINESS",
+            "platforms": ["platform_taobao"],
+        }
+        for index in range(5)
+    ]
+    saved = await registry[FACETS].find_one({"_id": ALL})
+    assert saved is not None
+    await registry[SEARCH].insert_many(old)
+    await registry[FACETS].delete_one({"_id": ALL})
+    try:
+        assert await needs_rebuild(sources) is True
+        await rebuild_facets(sources)
+        assert await needs_rebuild(sources) is False
+        stored = [
+            doc async for doc in registry[SEARCH].find({"_id": {"$in": [d["_id"] for d in old]}})
+        ]
+        assert [doc["facets"] for doc in stored] == [
+            document_facets(d["_id"], d["name"], d["division"], d["status"], d["platforms"])
+            for d in old
+        ]
+        page = await read_page(sources, Criteria(keyword="旧版数据"), after=None, limit=10)
+        assert (page.usccs, page.more) == ([d["_id"] for d in old], False)
+    finally:
+        await registry[SEARCH].delete_many({"_id": {"$in": [d["_id"] for d in old]}})
+        await rebuild_facets(sources)
+
+
+async def test_indexes_of_earlier_versions_are_dropped(sources: Sources) -> None:
+    collection = sources.db(Source.REGISTRY)[SEARCH]
+    await collection.create_index([("division", 1), ("_id", 1)], name="division")
+    assert "division" in await collection.index_information()
+    assert await ensure_indexes(sources) == set()
+    assert sorted(await collection.index_information()) == ["_id_", "facets"]
