@@ -261,10 +261,9 @@ class Floor:
             last, previous, _, mac = base64.urlsafe_b64decode(after).decode().split(":")
             assert hmac.compare_digest(mac, self._sign(f"{last}:{previous}:{fingerprint}"))
             page = int(previous) + 1
-        [usccs] = await self.mget(
-            [key("registry", "enterprise_search", f"{fingerprint}:{last}:51", "page")]
+        [(shown, more, resume)] = await self.mget(
+            [key("registry", "enterprise_search", f"{fingerprint}:{last}:50", "walk")]
         )
-        shown = usccs[:50]
         keys = []
         for uscc in shown:
             keys += [
@@ -312,8 +311,10 @@ class Floor:
             "enterprises": {
                 "edges": edges,
                 "pageInfo": {
-                    "hasNextPage": len(usccs) > 50,
-                    "endCursor": self.cursor(shown[-1], page, fingerprint) if shown else None,
+                    "hasNextPage": more,
+                    "endCursor": self.cursor(resume or shown[-1], page, fingerprint)
+                    if resume or shown
+                    else None,
                 },
             }
         }

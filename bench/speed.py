@@ -11,7 +11,10 @@ the seeded USCCs), interleaved F, G, F, G, F, G, and reports medians: requests/s
 p99, the gateway/floor ratio, MongoDB finds and Redis round trips per gateway request, and
 the gateway's RSS, then samples RSS every 10 s of a 60 s whole-archive soak.
 `archive-cold` flushes Redis before each request (gateway only: the floor has no answer
-without Redis). Results go to bench/results/latest.json.
+without Redis), and so does `search-cold`: six search pages (keyword, a keyword no name
+has, region, page 5 without filters, two combined filters), on the 10,000 enterprises and
+again on a store of its own with 100,000 (`--large`, 0 to skip: seeding takes minutes).
+Results go to bench/results/latest.json (`--search-only`: search-cold.json).
 
 Needs wrk (Debian: `apt-get install wrk`).
 """
@@ -172,6 +175,130 @@ def counters(mongo: MongoClient[Any], redis: Redis) -> tuple[int, int]:
     return finds, trips
 
 
+COLD_SEARCH = """query($f: EnterpriseFilter, $a: String) {
+  enterprises(filter: $f, first: 50, after: $a) { edges { node { uscc name
+    identityAuthentication { verified } integrityLevel { grade }
+    businessFiles { platform storeCount } } } pageInfo { hasNextPage endCursor } } }"""
+#: (label, filter, page): the cold search pages of `make bench`, issue 9's table.
+COLD_SEARCHES: list[tuple[str, dict[str, str] | None, int]] = [
+    ("keyword 服饰", {"keyword": "服饰"}, 1),
+    ("keyword no name has (量子)", {"keyword": "量子"}, 1),
+    ("region 33", {"region": "33"}, 1),
+    ("page 5, no filter", None, 5),
+    ("keyword 有限公司 + region 44 + 1688", {"keyword": "有限公司", "region": "44",
+                                           "platform": "ALIBABA_1688"}, 1),
+    ("status REVOKED + region 3301", {"status": "REVOKED", "region": "3301"}, 1),
+]  # fmt: skip
+COLD_SAMPLES = 15
+
+
+def cold_searches(url: str, redis: Redis, headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each search page with Redis flushed before every request: median and worst of
+    ``COLD_SAMPLES``, one client, and how many hits the page held."""
+    rows: dict[str, dict[str, Any]] = {}
+    with httpx.Client(timeout=120) as http:
+
+        def page(filter_: dict[str, str] | None, after: str | None) -> dict[str, Any]:
+            response = http.post(
+                url,
+                json={"query": COLD_SEARCH, "variables": {"f": filter_, "a": after}},
+                headers=headers,
+            )
+            response.raise_for_status()
+            body = response.json()
+            if body.get("data") is None or body["data"]["enterprises"] is None:
+                raise RuntimeError(f"search failed: {body}")
+            connection: dict[str, Any] = body["data"]["enterprises"]
+            return connection
+
+        for label, filter_, number in COLD_SEARCHES:
+            after = None
+            for _ in range(number - 1):
+                after = page(filter_, after)["pageInfo"]["endCursor"]
+            samples = []
+            for _ in range(COLD_SAMPLES):
+                redis.flushdb()
+                begun = time.perf_counter()
+                hits = len(page(filter_, after)["edges"])
+                samples.append((time.perf_counter() - begun) * 1000)
+            rows[label] = {"p50": statistics.median(samples), "max": max(samples), "hits": hits}
+    return rows
+
+
+def print_cold_searches(enterprises: int, rows: dict[str, dict[str, Any]]) -> None:
+    for label, row in rows.items():
+        print(
+            f"{'search-cold':15} {enterprises:>7} enterprises  {label:34} "
+            f"p50 {row['p50']:6.1f} ms  max {row['max']:6.1f} ms  hits {row['hits']}",
+            flush=True,
+        )
+
+
+def seed_store(url: str, enterprises: int) -> list[str]:
+    """Seed ``enterprises`` into the store at ``url``; their USCCs."""
+    started = time.perf_counter()
+
+    async def seeded() -> list[str]:
+        sources = Sources(dict.fromkeys(Source, url), timeout_ms=60_000, bulk=True)
+        try:
+            await seed(sources, enterprises=enterprises, random_seed=1)
+            cursor = sources.db(Source.REGISTRY)["enterprises"].find({}, {"_id": 1})
+            return [doc["_id"] async for doc in cursor]
+        finally:
+            await sources.close()
+
+    usccs = asyncio.run(seeded())
+    print(f"seeded {len(usccs)} enterprises in {time.perf_counter() - started:.0f}s", flush=True)
+    return usccs
+
+
+def gateway_environment(mongo_url: str, redis_url: str, jwks: Path, data: Path) -> dict[str, str]:
+    """The gateway in production settings, its limits raised so they never refuse."""
+    return {
+        "MONGODB_URL": mongo_url,
+        "REDIS_URL": redis_url,
+        "GATEWAY_DEV_MODE": "false",
+        "AUTH_JWKS_FILE": str(jwks),
+        "GATEWAY_DATA_DIR": str(data),
+        "GATEWAY_SEED_ENTERPRISES": "0",
+        "GATEWAY_LOG_LEVEL": "WARNING",
+        "CURSOR_SECRET": CURSOR_SECRET,
+        "RATE_LIMIT_ANONYMOUS": UNLIMITED,
+        "RATE_LIMIT_MEMBER": UNLIMITED,
+        "RATE_LIMIT_SERVICE": UNLIMITED,
+        "MONGODB_TIMEOUT_MS": "10000",
+        "REQUEST_DEADLINE_MS": "30000",
+        # Warm stays warm for the whole run: with the default 300 s, entries a
+        # scenario found already cached expired under a later one, and the
+        # floor (which reads Redis only) had nothing to answer with.
+        "CACHE_TTL_SECONDS": "86400",
+    }
+
+
+def large_cold_searches(enterprises: int) -> dict[str, dict[str, Any]]:
+    """The cold search pages on a store of its own with ``enterprises`` enterprises."""
+    with tempfile.TemporaryDirectory(prefix="bench-large-") as tmp:
+        data = Path(tmp)
+        with EmbeddedMongo(data / "mongodb") as mongo, EmbeddedRedis(data / "redis") as red:
+            assert isinstance(mongo, EmbeddedMongo) and isinstance(red, EmbeddedRedis)
+            seed_store(mongo.url, enterprises)
+            dev = Settings(mongodb_url=mongo.url, redis_url=red.url, gateway_data_dir=data)
+            jwks = data / "jwks.json"
+            jwks.write_text(json.dumps(dev_jwks(dev.dev_keys_dir)))
+            member = {"authorization": f"Bearer {mint_role_token(dev, 'member', subject='bench')}"}
+            port = free_port()
+            command = [str(ROOT / ".venv/bin/integrity-gateway"), "serve", "--port", str(port)]
+            environment = gateway_environment(mongo.url, red.url, jwks, data)
+            redis = Redis.from_url(red.url)
+            try:
+                with process(command, environment, port, data / "gateway.log"):
+                    rows = cold_searches(f"http://127.0.0.1:{port}/graphql", redis, member)
+            finally:
+                redis.close()
+    print_cold_searches(enterprises, rows)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,11 +311,22 @@ def main() -> int:
     parser.add_argument(
         "--soak", type=int, default=60, help="seconds of whole-archive load, RSS sampled (0: skip)"
     )
+    parser.add_argument(
+        "--large",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="also measure cold search pages on a store of N enterprises "
+        "(seeding 100,000 takes about four minutes; 0: skip)",
+    )
+    parser.add_argument(
+        "--search-only", action="store_true", help="only the cold search pages (no wrk runs)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("make bench needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
-    chosen = [SCENARIOS[name] for name in (args.only or SCENARIOS)]
+    chosen = [] if args.search_only else [SCENARIOS[name] for name in (args.only or SCENARIOS)]
     results: dict[str, Any] = {"enterprises": args.enterprises, "scenarios": {}}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         data = Path(tmp)
@@ -200,42 +338,12 @@ def main() -> int:
                 gateway_data_dir=data,
                 gateway_seed_enterprises=0,
             )
-            started = time.perf_counter()
-
-            async def seeded() -> list[str]:
-                sources = Sources({s: mongo.url for s in Source}, timeout_ms=60_000, bulk=True)
-                try:
-                    await seed(sources, enterprises=args.enterprises, random_seed=1)
-                    cursor = sources.db(Source.REGISTRY)["enterprises"].find({}, {"_id": 1})
-                    return [doc["_id"] async for doc in cursor]
-                finally:
-                    await sources.close()
-
-            usccs = asyncio.run(seeded())
-            print(f"seeded {len(usccs)} enterprises in {time.perf_counter() - started:.0f}s")
+            usccs = seed_store(mongo.url, args.enterprises)
             jwks = data / "jwks.json"
             jwks.write_text(json.dumps(dev_jwks(dev.dev_keys_dir)))
             member = {"authorization": f"Bearer {mint_role_token(dev, 'member', subject='bench')}"}
             gateway_port, floor_port = free_port(), free_port()
-            gateway_env = {
-                "MONGODB_URL": mongo.url,
-                "REDIS_URL": red.url,
-                "GATEWAY_DEV_MODE": "false",
-                "AUTH_JWKS_FILE": str(jwks),
-                "GATEWAY_DATA_DIR": str(data),
-                "GATEWAY_SEED_ENTERPRISES": "0",
-                "GATEWAY_LOG_LEVEL": "WARNING",
-                "CURSOR_SECRET": CURSOR_SECRET,
-                "RATE_LIMIT_ANONYMOUS": UNLIMITED,
-                "RATE_LIMIT_MEMBER": UNLIMITED,
-                "RATE_LIMIT_SERVICE": UNLIMITED,
-                "MONGODB_TIMEOUT_MS": "10000",
-                "REQUEST_DEADLINE_MS": "30000",
-                # Warm stays warm for the whole run: with the default 300 s, entries a
-                # scenario found already cached expired under a later one, and the
-                # floor (which reads Redis only) had nothing to answer with.
-                "CACHE_TTL_SECONDS": "86400",
-            }
+            gateway_env = gateway_environment(mongo.url, red.url, jwks, data)
             gateway_cmd = [
                 str(ROOT / ".venv/bin/integrity-gateway"),
                 "serve",
@@ -354,6 +462,9 @@ def main() -> int:
                         flush=True,
                     )
                 # Cold: Redis flushed before each request, one client, gateway only.
+                rows = cold_searches(gateway_url, redis, member)
+                print_cold_searches(args.enterprises, rows)
+                results["search_cold"] = {str(args.enterprises): rows}
                 whole = SCENARIOS["archive-whole"]
                 cold_payloads = bodies(whole, usccs, CURSOR_SECRET.encode())[:50]
                 samples = []
@@ -375,7 +486,10 @@ def main() -> int:
                 results["gateway_rss_mb"] = {"start": rss_start, "end": rss_mb(gateway_pid)}
             redis.close()
             mongo_client.close()
-    out = ROOT / "bench/results/latest.json"
+    if args.large:
+        results["search_cold"][str(args.large)] = large_cold_searches(args.large)
+    # A partial run (--search-only) does not replace the full run's results.
+    out = ROOT / "bench/results" / ("search-cold.json" if args.search_only else "latest.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")

@@ -3,8 +3,8 @@
 One document per enterprise with what the filters need, from every source, and its
 *facets*: one string per thing a filter can ask for — every character pair of the name
 (Chinese has no spaces, so "contained words" are found by their character pairs and
-then confirmed on the name), each division-code prefix, the kind of subject, the
-status, each platform, and ``*`` (every enterprise). One compound index,
+then confirmed on the name), each division-code prefix, alone and with the status, the
+kind of subject, the status, each platform, and ``*`` (every enterprise). One compound index,
 ``{facets: 1, _id: 1}``, answers every search: an equality on one facet walks USCCs in
 order, so a page is a walk of that index from the cursor, never a sort.
 
@@ -50,6 +50,7 @@ from loaders.base import (
 __all__ = [
     "ALL",
     "FACETS",
+    "FACETS_VERSION",
     "FENCE_EVERY",
     "INDEXES",
     "OBSOLETE_INDEXES",
@@ -72,6 +73,9 @@ SEARCH = "enterprise_search"
 FACETS = "enterprise_search_facets"
 #: The facet every enterprise has: the walk of a search without filters.
 ALL = "*"
+#: Bump when ``document_facets`` changes: start-up then gives every document its new
+#: facets (``rebuild_facets``) before a search could miss one.
+FACETS_VERSION = 1
 #: One fence per this many enterprises of a facet: the grain of a window.
 FENCE_EVERY = 64
 #: The most index entries one page may examine. A search whose filters reject nearly
@@ -112,14 +116,12 @@ def _after_kind(kind: str) -> str:
 def document_facets(
     uscc: str, name: str, division: str, status: str, platforms: Iterable[str]
 ) -> list[str]:
-    facets = {
-        ALL,
-        f"k:{kind_class(uscc)}",
-        f"s:{status}",
-        f"r:{division[:2]}",
-        f"r:{division[:4]}",
-        f"r:{division}",
-    }
+    regions = (division[:2], division[:4], division)
+    facets = {ALL, f"k:{kind_class(uscc)}", f"s:{status}"}
+    facets.update(f"r:{region}" for region in regions)
+    # A region's walk is where its enterprises are (see ``_driver``); statuses other
+    # than IN_BUSINESS are a few percent of it, too sparse to find by checking it.
+    facets.update(f"rs:{region}:{status}" for region in regions)
     facets.update(f"t:{pair}" for pair in name_terms(name))
     facets.update(f"p:{platform}" for platform in platforms)
     return sorted(facets)
@@ -157,6 +159,8 @@ class Criteria:
             facets += [f"t:{pair}" for pair in name_terms(self.keyword)]
         if self.region is not None:
             facets.append(f"r:{self.region}")
+            if self.status is not None:
+                facets.append(f"rs:{self.region}:{self.status}")
         if self.kind is not None:
             facets.append(f"k:{self.kind}")
         if self.status is not None:
@@ -235,6 +239,8 @@ def _driver(criteria: Criteria, facets: list[str], stats: dict[str, _Stats]) -> 
     rarest = min(facets, key=lambda facet: stats[facet].count)
     if stats[rarest].count <= SCAN_BUDGET or criteria.region is None:
         return rarest
+    if criteria.status is not None:
+        return f"rs:{criteria.region}:{criteria.status}"
     return f"r:{criteria.region}"
 
 
@@ -357,43 +363,47 @@ async def read_page(sources: Sources, criteria: Criteria, *, after: str | None, 
 
 
 async def needs_rebuild(sources: Sources) -> bool:
-    """Whether search documents exist without facet statistics (an earlier version
-    wrote them, or a rebuild was cut short): a search would be right but slow."""
+    """Whether search documents exist without this version's facets and statistics (an
+    earlier version wrote them, or a rebuild was cut short)."""
     registry = sources.db(Source.REGISTRY)
-    if await registry[FACETS].find_one({"_id": ALL}, {"_id": 1}) is not None:
+    stats = await registry[FACETS].find_one({"_id": ALL}, {"version": 1})
+    if stats is not None and stats.get("version") == FACETS_VERSION:
         return False
     return await registry[SEARCH].find_one({}, {"_id": 1}) is not None
 
 
 async def rebuild_facets(sources: Sources) -> tuple[int, int]:
     """Recompute every facet's count and fences from the search collection (after a
-    seed, a bulk change or an upgrade); documents an earlier version wrote without
-    facets get theirs. Returns (enterprises, facets)."""
+    seed, a bulk change or an upgrade); a document whose facets are not what this
+    version gives it (an earlier version wrote it) gets them. Returns (enterprises,
+    facets). The statistics of ``*`` carry ``FACETS_VERSION``, written last."""
     search = sources.db(Source.REGISTRY)[SEARCH]
     counts: dict[str, int] = {}
     fences: dict[str, list[str]] = {}
-    missing: list[UpdateOne] = []
+    outdated: list[UpdateOne] = []
     enterprises = 0
     projection = {**_PROJECTION, "facets": 1}
     async for doc in search.find({}, projection).sort("_id", ASCENDING):
         enterprises += 1
-        facets = doc.get("facets")
-        if facets is None:
-            facets = document_facets(
-                doc["_id"], doc["name"], doc["division"], doc["status"], doc["platforms"]
-            )
-            missing.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"facets": facets}}))
+        facets = document_facets(
+            doc["_id"], doc["name"], doc["division"], doc["status"], doc["platforms"]
+        )
+        if doc.get("facets") != facets:
+            outdated.append(UpdateOne({"_id": doc["_id"]}, {"$set": {"facets": facets}}))
         for facet in facets:
             count = counts[facet] = counts.get(facet, 0) + 1
             if count % FENCE_EVERY == 0:
                 fences.setdefault(facet, []).append(doc["_id"])
-    if missing:
-        await search.bulk_write(missing, ordered=False)
+    if outdated:
+        await search.bulk_write(outdated, ordered=False)
     stats = sources.db(Source.REGISTRY)[FACETS]
     rows = [
         {"_id": facet, "count": count, "fences": fences.get(facet, [])}
         for facet, count in counts.items()
+        if facet != ALL
     ]
+    version = {"_id": ALL, "count": counts.get(ALL, 0), "fences": fences.get(ALL, [])}
+    version["version"] = FACETS_VERSION
     held = {doc["_id"] async for doc in stats.find({}, {"_id": 1})}
     if not held:
         if rows:
@@ -408,4 +418,5 @@ async def rebuild_facets(sources: Sources) -> tuple[int, int]:
         stale = list(held - counts.keys())
         if stale:
             await stats.delete_many({"_id": {"$in": stale}})
+    await stats.replace_one({"_id": ALL}, version, upsert=True)
     return enterprises, len(counts)

@@ -13,15 +13,18 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
+from gateway.cli import main
 from gateway.embedded import EmbeddedMongo
-from gateway.settings import Source
+from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from loaders import search
 from loaders.indexes import ensure_indexes
 from loaders.search import (
     ALL,
     FACETS,
+    FACETS_VERSION,
     FENCE_EVERY,
     SEARCH,
     Criteria,
@@ -33,7 +36,7 @@ from loaders.search import (
     search_document,
 )
 from loaders.seed import generate
-from tests.conftest import RECORDER
+from tests.conftest import RECORDER, serving
 
 ENTERPRISES = 3000
 RANDOM_SEED = 7
@@ -278,35 +281,44 @@ async def test_paging_neither_skips_nor_repeats_under_concurrent_writes(
     assert [uscc for uscc in found if uscc not in inserted] == stable
 
 
-async def test_documents_without_facets_are_given_them_once(sources: Sources) -> None:
-    """An upgrade: search documents an earlier version wrote (no facets, no statistics)."""
+async def test_documents_of_an_earlier_version_are_given_this_versions_facets(
+    sources: Sources, documents: list[Document]
+) -> None:
+    """An upgrade: search documents written without facets, or with an earlier
+    version's, and statistics of an earlier version."""
     registry = sources.db(Source.REGISTRY)
     old = [
         {
             "_id": f"91330106MA2{index:05d}X",
             "name": "杭州旧版数据有限公司",
             "division": "330106",
-            "status": "IN_BUSINESS",
+            "status": "REVOKED",
             "platforms": ["platform_taobao"],
         }
         for index in range(5)
     ]
-    saved = await registry[FACETS].find_one({"_id": ALL})
-    assert saved is not None
+    earlier = documents[10]
     await registry[SEARCH].insert_many(old)
-    await registry[FACETS].delete_one({"_id": ALL})
+    await registry[SEARCH].update_one(
+        {"_id": earlier["_id"]}, {"$set": {"facets": [ALL, f"s:{earlier['status']}"]}}
+    )
+    await registry[FACETS].update_one({"_id": ALL}, {"$set": {"version": FACETS_VERSION - 1}})
     try:
         assert await needs_rebuild(sources) is True
         await rebuild_facets(sources)
         assert await needs_rebuild(sources) is False
-        stored = [
-            doc async for doc in registry[SEARCH].find({"_id": {"$in": [d["_id"] for d in old]}})
-        ]
-        assert [doc["facets"] for doc in stored] == [
+        ids = [doc["_id"] for doc in [*old, earlier]]
+        stored = {doc["_id"]: doc async for doc in registry[SEARCH].find({"_id": {"$in": ids}})}
+        assert [stored[uscc]["facets"] for uscc in ids] == [
             document_facets(d["_id"], d["name"], d["division"], d["status"], d["platforms"])
-            for d in old
+            for d in [*old, earlier]
         ]
-        page = await read_page(sources, Criteria(keyword="旧版数据"), after=None, limit=10)
+        page = await read_page(
+            sources,
+            Criteria(keyword="旧版数据", region="3301", status="REVOKED"),
+            after=None,
+            limit=10,
+        )
         assert (page.usccs, page.more) == ([d["_id"] for d in old], False)
     finally:
         await registry[SEARCH].delete_many({"_id": {"$in": [d["_id"] for d in old]}})
@@ -319,3 +331,40 @@ async def test_indexes_of_earlier_versions_are_dropped(sources: Sources) -> None
     assert "division" in await collection.index_information()
     assert await ensure_indexes(sources) == set()
     assert sorted(await collection.index_information()) == ["_id_", "facets"]
+
+
+async def test_start_up_gives_an_earlier_versions_documents_their_facets(
+    sources: Sources, documents: list[Document], settings: Settings, store_url: str
+) -> None:
+    registry = sources.db(Source.REGISTRY)
+    earlier = documents[20]
+    await registry[SEARCH].update_one({"_id": earlier["_id"]}, {"$unset": {"facets": ""}})
+    await registry[FACETS].update_one({"_id": ALL}, {"$unset": {"version": ""}})
+    assert await needs_rebuild(sources) is True
+    async with serving(settings.model_copy(update={"mongodb_url": store_url})) as http:
+        assert (await http.get("/readyz")).status_code == 200
+        assert await needs_rebuild(sources) is False
+        stored = await registry[SEARCH].find_one({"_id": earlier["_id"]})
+        assert stored is not None and stored["facets"] == earlier["facets"]
+
+
+def test_reindex_search_command(
+    documents: list[Document],
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("MONGODB_URL", store_url)
+    client: MongoClient[Document] = MongoClient(store_url)
+    try:
+        client.registry[FACETS].update_one({"_id": ALL}, {"$set": {"version": 0}})
+        assert main(["reindex-search"]) == 0
+        stats = client.registry[FACETS].find_one({"_id": ALL})
+    finally:
+        client.close()
+    assert stats is not None
+    assert (stats["version"], stats["count"]) == (FACETS_VERSION, len(documents))
+    facets = len({facet for doc in documents for facet in doc["facets"]})
+    assert capsys.readouterr().out.startswith(
+        f"reindexed {len(documents)} enterprises: {facets} facets in "
+    )
