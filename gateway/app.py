@@ -24,7 +24,7 @@ from loaders.audit import ensure_audit_indexes
 from loaders.indexes import ensure_indexes
 from loaders.registry import sample_usccs
 from loaders.search import needs_rebuild, rebuild_facets
-from loaders.seed import DEMO_RANDOM_SEED, registry_is_empty, seed
+from loaders.seed import DEMO_RANDOM_SEED, holds_seed, registry_is_empty, seed
 from resolvers.engine import Engine
 from resolvers.schema import schema
 
@@ -38,7 +38,7 @@ async def _seed_if_empty(runtime: Runtime, sources: Sources) -> None:
     if settings.gateway_seed_enterprises == 0:
         return
     try:
-        empty = await registry_is_empty(sources)
+        empty = not await holds_seed(sources) and await registry_is_empty(sources)
     except PyMongoError as exc:
         log.warning("registry unreachable at start-up, not seeding: %s", exc)
         return
@@ -63,7 +63,7 @@ async def _rebuild_search_facets(runtime: Runtime, sources: Sources) -> None:
     except PyMongoError as exc:
         log.warning("registry unreachable at start-up, search facets not checked: %s", exc)
         return
-    log.info("search documents without facet statistics: rebuilding them")
+    log.info("search documents of an earlier version: giving them this version's facets")
     bulk = Sources.from_settings(runtime.settings, runtime.embedded_mongodb_url, bulk=True)
     try:
         enterprises, facets = await rebuild_facets(bulk)
@@ -76,7 +76,8 @@ async def _banner(runtime: Runtime, sources: Sources) -> None:
     settings = runtime.settings
     try:
         examples = await sample_usccs(sources)
-    except PyMongoError:
+    except PyMongoError as exc:
+        log.warning("example USCCs not read: %s", exc)
         examples = []
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     lines = [

@@ -21,6 +21,9 @@ __all__ = ["Sources"]
 logging.getLogger("pymongo.command").setLevel(logging.WARNING)
 
 Document = dict[str, Any]
+#: How long seeding and rebuilding may wait on one command before the store is taken
+#: for a dead one.
+_BULK_PATIENCE_MS = 600_000
 
 
 class Sources:
@@ -47,13 +50,18 @@ class Sources:
         self._clients: dict[str, AsyncMongoClient[Document]] = {}
         self._databases: dict[Source, AsyncDatabase[Document]] = {}
         self._collections: dict[tuple[Source, str], AsyncCollection[Document]] = {}
+        # The monitor's heartbeat waits connectTimeoutMS for an answer. A store busy
+        # with slow work (an index build, a bulk write: the embedded one answers nothing
+        # else meanwhile) must not be taken for a dead one, which would cancel that very
+        # work; a source that is down still fails server selection after ``timeout_ms``.
+        patience_ms = _BULK_PATIENCE_MS if bulk else max(timeout_ms, socket_timeout_ms or 0)
         for source, url in urls.items():
             client = self._clients.get(url)
             if client is None:
                 client = AsyncMongoClient(
                     url,
                     serverSelectionTimeoutMS=timeout_ms,
-                    connectTimeoutMS=timeout_ms,
+                    connectTimeoutMS=patience_ms,
                     socketTimeoutMS=None if bulk else (socket_timeout_ms or timeout_ms),
                     tz_aware=True,
                     appname="integrity-gateway",

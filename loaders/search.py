@@ -28,8 +28,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pymongo import ASCENDING, IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -85,6 +86,7 @@ SCAN_BUDGET = 1024
 #: What the filters are checked on, besides ``_id``.
 _PROJECTION = {"_id": 1, "name": 1, "division": 1, "status": 1, "platforms": 1}
 _LISTED_KINDS = ("91", "92", "93")
+_T = TypeVar("_T")
 
 INDEXES: dict[tuple[Source, str], list[IndexModel]] = {
     (Source.REGISTRY, SEARCH): [
@@ -362,13 +364,20 @@ async def read_page(sources: Sources, criteria: Criteria, *, after: str | None, 
     )
 
 
+def _batches(items: list[_T], size: int = 1000) -> Iterator[list[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 async def needs_rebuild(sources: Sources) -> bool:
     """Whether search documents exist without this version's facets and statistics (an
     earlier version wrote them, or a rebuild was cut short)."""
     registry = sources.db(Source.REGISTRY)
     stats = await registry[FACETS].find_one({"_id": ALL}, {"version": 1})
-    if stats is not None and stats.get("version") == FACETS_VERSION:
-        return False
+    if stats is not None:
+        return bool(stats.get("version") != FACETS_VERSION)
+    # (On the embedded store this reads the whole collection; only before the first
+    # statistics are written.)
     return await registry[SEARCH].find_one({}, {"_id": 1}) is not None
 
 
@@ -394,10 +403,11 @@ async def rebuild_facets(sources: Sources) -> tuple[int, int]:
             count = counts[facet] = counts.get(facet, 0) + 1
             if count % FENCE_EVERY == 0:
                 fences.setdefault(facet, []).append(doc["_id"])
-    if outdated:
-        await search.bulk_write(outdated, ordered=False)
+    # In batches: no one command keeps the store busy for long.
+    for updates in _batches(outdated):
+        await search.bulk_write(updates, ordered=False)
     stats = sources.db(Source.REGISTRY)[FACETS]
-    rows = [
+    rows: list[Document] = [
         {"_id": facet, "count": count, "fences": fences.get(facet, [])}
         for facet, count in counts.items()
         if facet != ALL
@@ -406,12 +416,12 @@ async def rebuild_facets(sources: Sources) -> tuple[int, int]:
     version["version"] = FACETS_VERSION
     held = {doc["_id"] async for doc in stats.find({}, {"_id": 1})}
     if not held:
-        if rows:
-            await stats.insert_many(rows, ordered=False)
+        for chunk in _batches(rows):
+            await stats.insert_many(chunk, ordered=False)
     else:
-        if rows:
+        for chunk in _batches(rows):
             await stats.bulk_write(
-                [ReplaceOne({"_id": row["_id"]}, row, upsert=True) for row in rows],
+                [ReplaceOne({"_id": row["_id"]}, row, upsert=True) for row in chunk],
                 ordered=False,
             )
         # Facets no enterprise has any more.

@@ -26,6 +26,7 @@ __all__ = [
     "SeedRefusedError",
     "SeedReport",
     "generate",
+    "holds_seed",
     "registry_is_empty",
     "seed",
 ]
@@ -52,6 +53,14 @@ class SeedReport:
 
 async def registry_is_empty(sources: Sources) -> bool:
     return await sources.db(Source.REGISTRY)[ENTERPRISES].find_one({}, {"_id": 1}) is None
+
+
+async def holds_seed(sources: Sources) -> bool:
+    """Whether the registry holds a finished seed: one point lookup. (On the embedded
+    store, ``registry_is_empty`` reads the whole collection: it does not stop a scan
+    at the limit; docs/search-on-the-embedded-store.md.)"""
+    marker = await sources.db(Source.REGISTRY)[MARKER_COLLECTION].find_one({"_id": "seed"})
+    return marker is not None
 
 
 async def _check_owned(sources: Sources) -> None:
