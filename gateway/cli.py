@@ -188,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute the search facets' counts and fences (after bulk changes)",
         description=(
             "Recompute every search facet's count and fences from the search collection, "
-            "give facets to search documents an earlier version wrote without them, and "
-            "ensure the indexes. Results never depend on it; the cost of a search page does."
+            "give this version's facets to search documents an earlier version wrote, and "
+            "ensure the indexes. Results never depend on the counts and fences; the cost "
+            "of a search page does."
         ),
     )
     reindex.set_defaults(handler=_reindex_search)

@@ -247,13 +247,22 @@ def _driver(criteria: Criteria, facets: list[str], stats: dict[str, _Stats]) -> 
 
 
 def _first_gaps(stats: dict[str, _Stats], driver: str, others: list[str], want: int) -> int:
-    """How many fence gaps the first window should span to hold ``want`` matches,
-    taking the other facets as independent filters of what the driver walks."""
+    """How many fence gaps the first window should span to hold ``want`` matches.
+
+    The other filters are taken as independent of the driver and of each other, except
+    the character pairs of one keyword, which come together (the rarest stands for
+    them all)."""
     total = max(stats[ALL].count, 1)
-    share = 1.0
+
+    def share(facet: str) -> float:
+        return min(stats[facet].count / total, 1.0)
+
+    pairs = [share(facet) for facet in others if facet.startswith("t:")]
+    expected = min(pairs, default=1.0)
     for facet in others:
-        share *= min(stats[facet].count / total, 1.0)
-    needed = min(want / max(share, 1 / SCAN_BUDGET), SCAN_BUDGET)
+        if not facet.startswith("t:"):
+            expected *= share(facet)
+    needed = min(want / max(expected, 1 / SCAN_BUDGET), SCAN_BUDGET)
     # One more gap than the entries need: the cursor may sit just before a fence.
     return math.ceil(needed / FENCE_EVERY) + 1
 
@@ -351,8 +360,12 @@ async def read_page(sources: Sources, criteria: Criteria, *, after: str | None, 
     facets = criteria.facets()
     stats = await _facet_stats(sources.collection(Source.REGISTRY, FACETS), facets)
     driver = _driver(criteria, facets, stats)
-    # The kind is a range of the walk, not a filter of it.
-    others = [facet for facet in facets if facet != driver and not facet.startswith("k:")]
+    # What the driver's walk leaves to check: the kind is a range of the walk, and a
+    # region-and-status facet has its region and its status.
+    implied = {driver}
+    if driver.startswith("rs:"):
+        implied |= {f"r:{criteria.region}", f"s:{criteria.status}"}
+    others = [facet for facet in facets if facet not in implied and not facet.startswith("k:")]
     return await _scan(
         sources.collection(Source.REGISTRY, SEARCH),
         criteria,
