@@ -229,17 +229,34 @@ async def _facet_stats(
     return {facet: found.get(facet, _NO_STATS) for facet in [*facets, ALL]}
 
 
+def _in_ranges(stats: _Stats, ranges: list[tuple[str | None, str | None]]) -> int:
+    """About how many enterprises of a facet lie in the USCC ``ranges``, from its fences
+    (never fewer than there are)."""
+    if ranges == [(None, None)]:
+        return stats.count
+    fences = stats.fences
+    fenced = sum(
+        (len(fences) if high is None else bisect.bisect_left(fences, high))
+        - (0 if low is None else bisect.bisect_left(fences, low))
+        for low, high in ranges
+    )
+    # Each range may hold up to a gap's worth beyond its last fence.
+    return min(stats.count, (fenced + len(ranges)) * FENCE_EVERY)
+
+
 def _driver(criteria: Criteria, facets: list[str], stats: dict[str, _Stats]) -> str:
     """The facet whose walk answers the search.
 
-    The rarest, when its whole walk fits the scan budget. Otherwise the region's when
-    there is one: USCCs carry the registering division, so a region's enterprises
-    are bunched in USCC order and, checked on another facet's walk, would turn up
-    only after long empty stretches; the other filters are spread evenly along a
-    region's own walk. (The kind is the USCC's first two characters: a range of the
-    walk, see ``Criteria.id_ranges``.)"""
-    rarest = min(facets, key=lambda facet: stats[facet].count)
-    if stats[rarest].count <= SCAN_BUDGET or criteria.region is None:
+    The rarest (in the kind's USCC range, when a kind is asked for: the kind is the
+    USCC's first two characters, a range of the walk, see ``Criteria.id_ranges``), when
+    its walk fits the scan budget. Otherwise the region's when there is one: USCCs carry
+    the registering division, so a region's enterprises are bunched in USCC order and,
+    checked on another facet's walk, would turn up only after long empty stretches; the
+    other filters are spread evenly along a region's own walk."""
+    ranges = criteria.id_ranges()
+    walks = {facet: _in_ranges(stats[facet], ranges) for facet in facets}
+    rarest = min(facets, key=walks.__getitem__)
+    if walks[rarest] <= SCAN_BUDGET or criteria.region is None:
         return rarest
     if criteria.status is not None:
         return f"rs:{criteria.region}:{criteria.status}"

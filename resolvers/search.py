@@ -154,10 +154,15 @@ class SearchQuery:
             for doc in docs
             if doc is not None
         ]
-        end_cursor = edges[-1].cursor if edges else None
-        if found.resume is not None:
-            # The scan stopped short of a full page: go on from where it stopped.
-            end_cursor = encode_cursor(context.cursor_key, criteria, found.resume, page)
+        # The next page goes on from the last hit, or from where the scan stopped short
+        # of a full page; from the search, not the edges: a hit whose enterprise is
+        # gone from the registry (the search collection not yet in step) has no edge.
+        position = found.resume or (found.usccs[-1] if found.usccs else None)
+        end_cursor = (
+            encode_cursor(context.cursor_key, criteria, position, page)
+            if position is not None
+            else None
+        )
         return EnterpriseConnection(
             edges=edges,
             page_info=PageInfo(

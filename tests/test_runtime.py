@@ -9,6 +9,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings, Source
+from gateway.sources import Sources
 from tests.conftest import graphql, serving
 
 
@@ -81,3 +82,38 @@ async def test_start_up_work_waits_longer_than_a_request_but_not_for_a_dead_sour
     finally:
         await startup.close()
         await requests.close()
+
+
+async def test_slow_work_is_not_taken_for_a_dead_store(settings: Settings) -> None:
+    """A request's client gives up after MONGODB_TIMEOUT_MS. Start-up's and seeding's wait
+    as long as their work for the monitor's heartbeat too (its timeout is the connect
+    timeout): the embedded store answers nothing while it builds an index, and a
+    heartbeat taken for a dead server cancels the very command it waited behind. All of
+    them still find a source that is down within MONGODB_TIMEOUT_MS (server selection)."""
+    timeout = settings.mongodb_timeout_ms / 1000
+    startup = settings.startup_timeout_ms / 1000
+    opened = {
+        "request": Sources.from_settings(settings, None),
+        "start-up": Sources.from_settings(
+            settings, None, socket_timeout_ms=settings.startup_timeout_ms
+        ),
+        "bulk": Sources.from_settings(settings, None, bulk=True),
+    }
+    try:
+        found = {}
+        for name, sources in opened.items():
+            [client] = sources._clients.values()
+            pool = client.options.pool_options
+            found[name] = (
+                pool.connect_timeout,
+                pool.socket_timeout,
+                client.options.server_selection_timeout,
+            )
+    finally:
+        for sources in opened.values():
+            await sources.close()
+    assert found == {
+        "request": (timeout, timeout, timeout),
+        "start-up": (startup, startup, timeout),
+        "bulk": (600.0, None, timeout),
+    }

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
+from redis.asyncio import Redis
 
 from gateway.cli import main
 from gateway.embedded import EmbeddedMongo
@@ -21,6 +22,7 @@ from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from loaders import search
 from loaders.indexes import ensure_indexes
+from loaders.registry import ENTERPRISES
 from loaders.search import (
     ALL,
     FACETS,
@@ -36,9 +38,9 @@ from loaders.search import (
     search_document,
 )
 from loaders.seed import generate
-from tests.conftest import RECORDER, serving
+from tests.conftest import RECORDER, bearer, graphql_as, serving
 
-ENTERPRISES = 3000
+GENERATED = 3000
 RANDOM_SEED = 7
 _PLATFORMS = (
     Source.PLATFORM_1688,
@@ -69,18 +71,25 @@ async def sources(store_url: str) -> AsyncIterator[Sources]:
 @pytest.fixture(scope="module")
 async def documents(sources: Sources) -> list[Document]:
     """The search documents in the store, in USCC order: the oracle."""
-    batch, _ = generate(ENTERPRISES, RANDOM_SEED)
+    batch, _ = generate(GENERATED, RANDOM_SEED)
     generated = batch[(Source.REGISTRY, SEARCH)]
     # The seeder writes kinds 91, 92 and 93 only; subjects of other kinds sort both
     # before them (11, 31) and after (A1, N1, Y1).
-    others = [
-        search_document(
-            f"{kind}{doc['_id'][2:]}", doc["name"], doc["division"], doc["status"], doc["platforms"]
-        )
+    twins = {
+        f"{kind}{doc['_id'][2:]}": doc
         for kind, doc in zip(_OTHER_KINDS * 16, generated[:80], strict=True)
+    }
+    others = [
+        search_document(uscc, doc["name"], doc["division"], doc["status"], doc["platforms"])
+        for uscc, doc in twins.items()
     ]
     docs = sorted([*generated, *others], key=lambda doc: doc["_id"])
     await sources.db(Source.REGISTRY)[SEARCH].insert_many([dict(doc) for doc in docs])
+    # Their enterprises, for searches over HTTP (another kind's: its twin's, renamed).
+    enterprises = {doc["_id"]: doc for doc in batch[(Source.REGISTRY, ENTERPRISES)]}
+    for uscc, twin in twins.items():
+        enterprises[uscc] = {**enterprises[twin["_id"]], "_id": uscc}
+    await sources.db(Source.REGISTRY)[ENTERPRISES].insert_many(list(enterprises.values()))
     assert await rebuild_facets(sources) == (
         len(docs),
         len({f for d in docs for f in d["facets"]}),
@@ -368,3 +377,49 @@ def test_reindex_search_command(
     assert capsys.readouterr().out.startswith(
         f"reindexed {len(documents)} enterprises: {facets} facets in "
     )
+
+
+async def test_a_page_stopped_by_the_budget_goes_on_from_its_end_cursor(
+    sources: Sources,
+    documents: list[Document],
+    settings: Settings,
+    store_url: str,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over HTTP: a page that ran out of budget holds fewer hits than asked, says there
+    is more, and its endCursor goes on from where the scan stopped; nothing is lost. A
+    hit whose enterprise is gone from the registry (the search collection not yet in
+    step) is left out, and the pages still go on past it."""
+    monkeypatch.setattr(search, "SCAN_BUDGET", 64)
+    filter_ = {"keyword": "饰有限", "region": "44"}
+    expected = _expected(documents, Criteria(keyword="饰有限", region="44"))
+    enterprises = sources.db(Source.REGISTRY)[ENTERPRISES]
+    # The last hit of the first page.
+    gone = await enterprises.find_one({"_id": expected[9]})
+    member = bearer(settings, "member")
+    query = """query($f: EnterpriseFilter, $a: String) { enterprises(filter: $f, first: 10,
+      after: $a) { edges { node { uscc } } pageInfo { hasNextPage endCursor } } }"""
+    await enterprises.delete_one({"_id": expected[9]})
+    await redis.flushdb()
+    pages: list[tuple[int, bool]] = []
+    found: list[str] = []
+    try:
+        async with serving(settings.model_copy(update={"mongodb_url": store_url})) as http:
+            after = None
+            while True:
+                body = await graphql_as(http, member, query, {"f": filter_, "a": after})
+                connection = body["data"]["enterprises"]
+                found += [edge["node"]["uscc"] for edge in connection["edges"]]
+                pages.append((len(connection["edges"]), connection["pageInfo"]["hasNextPage"]))
+                if not connection["pageInfo"]["hasNextPage"]:
+                    break
+                after = connection["pageInfo"]["endCursor"]
+    finally:
+        await redis.flushdb()
+        if gone is not None:
+            await enterprises.insert_one(gone)
+    assert found == expected[:9] + expected[10:] and len(expected) > 20
+    assert pages[0] == (9, True)
+    assert any(hits < 10 and more for hits, more in pages[1:])
+    assert pages[-1][1] is False
