@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from gateway.accesslog import AccessLog
@@ -31,6 +32,16 @@ from resolvers.schema import schema
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+#: Response headers a page on another origin may read: the request id and the rate limit.
+EXPOSED_HEADERS = (
+    "x-request-id",
+    "ratelimit-policy",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "retry-after",
+)
 
 
 async def _seed_if_empty(runtime: Runtime, sources: Sources) -> None:
@@ -154,4 +165,17 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
             trusted_proxies=settings.trusted_proxies,
         ),
     ]
+    if settings.cors_allowed_origins:
+        # Inside admission: a preflight is counted, capped and given a request id too.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_allowed_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "x-request-id"],  # content-type: always
+                allow_credentials=settings.cors_allow_credentials,
+                expose_headers=list(EXPOSED_HEADERS),
+                max_age=settings.cors_max_age_seconds,
+            )
+        )
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from pathlib import Path
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: A web origin: scheme, host and optional port, nothing after.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 __all__ = ["ConfigurationError", "Settings", "Source"]
 
@@ -173,6 +177,26 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Browser pages on other origins (CORS). ---
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Origins (scheme://host[:port]) whose pages may call the gateway from a browser, "
+            'a JSON list; ["*"] for any. Empty: CORS is off (no Access-Control-* headers, '
+            "preflights refused)."
+        ),
+    )
+    cors_allow_credentials: bool = Field(
+        default=False,
+        description="Whether those pages may send cookies and HTTP authentication (never with *).",
+    )
+    cors_max_age_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description="How long a browser may reuse a preflight's answer, seconds.",
+    )
+
     # --- Persisted operations and HTTP caching. ---
     persisted_query_ttl_seconds: int = Field(
         default=86_400,
@@ -243,6 +267,24 @@ class Settings(BaseSettings):
         for limit in value.values():
             parse_many(limit)
         return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        if value == ["*"]:
+            return value
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f'{origin!r} is not an origin: scheme://host[:port], no path, or ["*"] alone'
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_need_origins(self) -> Settings:
+        if self.cors_allow_credentials and self.cors_allowed_origins == ["*"]:
+            raise ValueError("CORS_ALLOW_CREDENTIALS needs the origins named, not *")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod
