@@ -48,11 +48,12 @@ async def send_error(
     message: str,
     *,
     headers: Iterable[tuple[str, str]] = (),
+    media_type: str = "application/json",
     **extensions: object,
 ) -> None:
     body = error_body(code, message, **extensions)
     raw = [
-        (b"content-type", b"application/json"),
+        (b"content-type", media_type.encode("latin-1")),
         (b"content-length", str(len(body)).encode()),
         *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers),
     ]

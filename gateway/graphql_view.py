@@ -40,7 +40,7 @@ from resolvers.context import Context
 from resolvers.engine import Engine, OperationRefused
 from resolvers.errors import ErrorCode
 
-__all__ = ["GraphQLView", "request_context"]
+__all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLView", "negotiate", "request_context"]
 
 #: Refusals before execution, and the HTTP status each is answered with.
 REFUSAL_STATUS = {
@@ -71,6 +71,56 @@ def _wants_ide(request: Request) -> bool:
     )
 
 
+#: GraphQL over HTTP's media type, and the one older clients know.
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+_GRAPHQL_RESPONSE_TYPE = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The media type to answer in, from the Accept header (GraphQL over HTTP):
+    ``application/graphql-response+json`` when the client names it (at a quality not
+    below ``application/json``'s), ``application/json`` when it accepts that (by name or
+    by a wildcard) or sends no Accept, ``None`` when it accepts neither (406)."""
+    if not accept or not accept.strip():
+        return JSON
+    best = {GRAPHQL_RESPONSE: 0.0, JSON: 0.0}
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        media = media.lower()
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        if media == GRAPHQL_RESPONSE:
+            best[GRAPHQL_RESPONSE] = max(best[GRAPHQL_RESPONSE], quality)
+        elif media in (JSON, "application/*", "*/*"):
+            # A wildcard is an older client's way of accepting JSON.
+            best[JSON] = max(best[JSON], quality)
+    if best[GRAPHQL_RESPONSE] > 0 and best[GRAPHQL_RESPONSE] >= best[JSON]:
+        return GRAPHQL_RESPONSE
+    return JSON if best[JSON] > 0 else None
+
+
+def _content_type(media_type: str) -> str:
+    return _GRAPHQL_RESPONSE_TYPE if media_type == GRAPHQL_RESPONSE else JSON
+
+
+def _request_error(body: Mapping[str, Any]) -> bool:
+    """Raised before execution (parse, validation, variables, cost, rate): no data and
+    no error at a path (a field's error, even one that nulled ``data``, has one)."""
+    errors = body.get("errors")
+    return (
+        body.get("data") is None
+        and bool(errors)
+        and not any(error.get("path") for error in errors or ())
+    )
+
+
 def _public_schema(settings: Settings, viewer: Viewer) -> bool:
     """Whether errors may suggest names ("Did you mean ...") and the schema be read."""
     return settings.gateway_dev_mode or isinstance(viewer, Operator)
@@ -84,11 +134,15 @@ def _document_order(error: Mapping[str, Any]) -> tuple[Any, ...]:
     return (locations[0]["line"], locations[0]["column"], path)
 
 
-def _status(body: Mapping[str, Any]) -> int:
+def _status(body: Mapping[str, Any], media_type: str) -> int:
+    """200, but a refusal's own status; with the GraphQL response type, every request
+    error is a 4xx (GraphQL over HTTP), and ``application/json`` stays as it was."""
     errors = body.get("errors")
     if body.get("data") is None and errors:
-        code = (errors[0].get("extensions") or {}).get("code")
-        return REFUSAL_STATUS.get(str(code), 200)
+        code = str((errors[0].get("extensions") or {}).get("code"))
+        if media_type == GRAPHQL_RESPONSE and _request_error(body):
+            return REFUSAL_STATUS.get(code, 400)
+        return REFUSAL_STATUS.get(code, 200)
     return 200
 
 
@@ -118,15 +172,27 @@ class GraphQLView:
             else:
                 await send_error(send, 404, "NOT_FOUND", "GraphiQL is served in dev mode only.")
             return
+        media_type = negotiate(request.headers.get("accept"))
+        if media_type is None:
+            await send_error(
+                send,
+                406,
+                "NOT_ACCEPTABLE",
+                f"Answers are {GRAPHQL_RESPONSE} or {JSON}; the Accept header allows neither.",
+            )
+            return
+        content_type = _content_type(media_type)
         try:
             operation = await read_operation(request, settings)
             viewer = await runtime.authenticator.authenticate(request.headers.get("authorization"))
             operation = await runtime.persisted.resolve(operation, viewer)
         except RequestRefused as refused:
-            await send_error(send, refused.status, refused.code, refused.message)
+            await send_error(
+                send, refused.status, refused.code, refused.message, media_type=content_type
+            )
             return
         except TokenError as exc:
-            await _unauthorized(send, str(exc))
+            await _unauthorized(send, str(exc), content_type)
             return
         except PersistedNotFound:
             # Apollo's protocol: HTTP 200, and the client sends the document with the hash.
@@ -136,13 +202,19 @@ class GraphQLView:
                 "PERSISTED_QUERY_NOT_FOUND",
                 "PersistedQueryNotFound",
                 headers=[("cache-control", "private, no-cache, must-revalidate")],
+                media_type=content_type,
             )
             return
-        response = await self._execute(request, runtime, viewer, operation)
+        response = await self._execute(request, runtime, viewer, operation, media_type)
         await response(scope, receive, send)
 
     async def _execute(
-        self, request: Request, runtime: Runtime, viewer: Viewer, operation: Operation
+        self,
+        request: Request,
+        runtime: Runtime,
+        viewer: Viewer,
+        operation: Operation,
+        media_type: str,
     ) -> Response:
         settings = runtime.settings
         state = request.scope.get("state", {})
@@ -171,10 +243,13 @@ class GraphQLView:
                 )
         except TimeoutError:
             return _error_response(
-                503, ErrorCode.TIMEOUT.value, "The request ran out of time; retry shortly."
+                503,
+                ErrorCode.TIMEOUT.value,
+                "The request ran out of time; retry shortly.",
+                media_type,
             )
         except OperationRefused as refused:
-            return _error_response(refused.status, refused.code, refused.message)
+            return _error_response(refused.status, refused.code, refused.message, media_type)
         if context.report.allowance is not None and context.report.allowance.allowed:
             await runtime.persisted.register(operation)  # validated and paid for
         if "errors" in body:
@@ -184,7 +259,7 @@ class GraphQLView:
         if not _public_schema(settings, viewer):
             for error in body.get("errors", ()):
                 error["message"] = _SUGGESTION.sub("", error["message"])
-        status = _status(body)
+        status = _status(body, media_type)
         if status != 200:
             body.pop("data", None)  # refused before execution: nothing was executed
         headers = {}
@@ -203,7 +278,7 @@ class GraphQLView:
             orjson.dumps(body),
             status_code=status,
             headers=headers,
-            media_type="application/json",
+            media_type=_content_type(media_type),
             background=BackgroundTask(write_audit, runtime.sources, audit) if audit else None,
         )
 
@@ -236,11 +311,13 @@ def request_context(
     )
 
 
-def _error_response(status: int, code: str, message: str) -> Response:
-    return Response(error_body(code, message), status_code=status, media_type="application/json")
+def _error_response(status: int, code: str, message: str, media_type: str) -> Response:
+    return Response(
+        error_body(code, message), status_code=status, media_type=_content_type(media_type)
+    )
 
 
-async def _unauthorized(send: Send, reason: str) -> None:
+async def _unauthorized(send: Send, reason: str, content_type: str) -> None:
     """401 for a credential that does not verify (RFC 6750)."""
     description = reason.replace('"', "'")
     await send_error(
@@ -255,4 +332,5 @@ async def _unauthorized(send: Send, reason: str) -> None:
                 f'error_description="{description}"',
             )
         ],
+        media_type=content_type,
     )
