@@ -1,4 +1,4 @@
-"""One log line per HTTP request: method, path, status, time, request id.
+"""One log line per HTTP request: method, path, status, time, request id; and its metrics.
 
 It replaces uvicorn's access log, whose request line carries the query string: a GET
 query's arguments (an ID number to verify, say) must never reach a log.
@@ -10,6 +10,8 @@ import logging
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.metrics import observe_request
 
 __all__ = ["AccessLog"]
 
@@ -40,11 +42,13 @@ class AccessLog:
         try:
             await self.app(scope, receive, observe)
         finally:
+            seconds = time.perf_counter() - started
+            observe_request(scope["path"], scope["method"], status, seconds)
             log.info(
                 "%s %s %d %.1fms request=%s",
                 scope["method"],
                 scope["path"],
                 status,
-                (time.perf_counter() - started) * 1000,
+                seconds * 1000,
                 request_id,
             )

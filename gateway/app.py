@@ -18,6 +18,7 @@ from gateway.admission import Admission
 from gateway.devkeys import ALL_SCOPES, mint_role_token
 from gateway.graphql_view import GraphQLView
 from gateway.http import healthz, readyz
+from gateway.metrics import MetricsEndpoint
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.sources import Sources
@@ -155,6 +156,9 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
         ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route(
+            "/metrics", MetricsEndpoint(settings.metrics_allowed_networks).respond, methods=["GET"]
+        ),
     ]
     middleware = [
         Middleware(AccessLog),

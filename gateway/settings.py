@@ -197,6 +197,15 @@ class Settings(BaseSettings):
         description="How long a browser may reuse a preflight's answer, seconds.",
     )
 
+    # --- Metrics. ---
+    metrics_allowed_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description=(
+            "Addresses or networks (CIDR) that may read /metrics, a JSON list; others get "
+            "404. Empty: /metrics is off."
+        ),
+    )
+
     # --- Persisted operations and HTTP caching. ---
     persisted_query_ttl_seconds: int = Field(
         default=86_400,
@@ -286,7 +295,7 @@ class Settings(BaseSettings):
             raise ValueError("CORS_ALLOW_CREDENTIALS needs the origins named, not *")
         return self
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for network in value:

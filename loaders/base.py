@@ -22,6 +22,7 @@ from bson.codec_options import CodecOptions
 from pymongo.errors import PyMongoError
 
 from gateway.cache import DocumentCache
+from gateway.metrics import CACHE_HITS, CACHE_MISSES, SOURCE_ERRORS
 from gateway.settings import Source
 from gateway.sources import Sources
 
@@ -179,11 +180,14 @@ class SourceLoader(DataLoader[Hashable, Any]):
                 misses.append(key)
             else:
                 found[key] = unpack(raw)
+        CACHE_HITS.inc(len(found))
         if misses:
+            CACHE_MISSES.inc(len(misses))
             try:
                 with source_timeout(self._sources, self._deadline):
                     fetched = await self._fetch(misses)
             except PyMongoError as exc:
+                SOURCE_ERRORS.labels(self.source.value).inc()
                 log.warning(
                     "%s.%s unavailable: %s", self.source.value, self.collection, type(exc).__name__
                 )

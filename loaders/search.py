@@ -37,6 +37,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from gateway.cache import DocumentCache
+from gateway.metrics import SOURCE_ERRORS
 from gateway.settings import Source
 from gateway.sources import Sources
 from loaders.base import (
@@ -367,6 +368,7 @@ async def search_page(
         with source_timeout(sources, deadline):
             page = await read_page(sources, criteria, after=after, limit=limit)
     except PyMongoError:
+        SOURCE_ERRORS.labels(Source.REGISTRY.value).inc()
         raise source_error(Source.REGISTRY, deadline) from None
     await cache.set_many({key: pack([page.usccs, page.more, page.resume])})
     return page

@@ -1,0 +1,83 @@
+"""/metrics: Prometheus text for the allowed networks only, counting what happened."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from gateway.settings import Settings
+from tests.conftest import serving
+
+pytestmark = pytest.mark.usefixtures("seeded")
+
+HANGZHOU = "91330110MAJPDCW44H"
+
+
+async def _samples(
+    client: httpx.AsyncClient,
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _delta(before: dict, after: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_requests_and_cache_lookups_are_counted(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    query = {"query": f'{{ enterprise(uscc: "{HANGZHOU}") {{ name }} }}'}
+    await redis.flushdb()
+    before = await _samples(client)
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/nowhere")).status_code == 404
+    cold = await client.post("/graphql", json=query)
+    middle = await _samples(client)
+    warm = await client.post("/graphql", json=query)
+    after = await _samples(client)
+    assert (
+        cold.json()["data"]
+        == warm.json()["data"]
+        == {"enterprise": {"name": "杭州万邦网络科技有限公司"}}
+    )
+
+    requests = "integrity_gateway_requests_total"
+    assert _delta(before, after, requests, route="/healthz", method="GET", status="200") == 1
+    assert _delta(before, after, requests, route="other", method="GET", status="404") == 1
+    assert _delta(before, after, requests, route="/graphql", method="POST", status="200") == 2
+    # The scrape before this one is counted too, once it has been answered.
+    assert _delta(before, after, requests, route="/metrics", method="GET", status="200") == 2
+    seconds = "integrity_gateway_request_seconds_count"
+    assert _delta(before, after, seconds, route="/graphql") == 2
+    lookups = "integrity_gateway_cache_lookups_total"
+    # Cold: the enterprise missed; warm: it was found.
+    assert _delta(before, middle, lookups, result="miss") == 1
+    assert _delta(before, middle, lookups, result="hit") == 0
+    assert _delta(middle, after, lookups, result="hit") == 1
+    assert _delta(middle, after, lookups, result="miss") == 0
+
+
+@pytest.mark.parametrize("networks", [["10.0.0.0/8"], []])
+async def test_other_networks_get_404(settings: Settings, networks: list[str]) -> None:
+    async with serving(settings.model_copy(update={"metrics_allowed_networks": networks})) as http:
+        response = await http.get("/metrics")
+    assert response.status_code == 404
+    assert response.json() == {
+        "errors": [{"message": "Not Found", "extensions": {"code": "NOT_FOUND"}}]
+    }
+
+
+def test_networks_are_checked_at_start_up() -> None:
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 network"):
+        Settings(metrics_allowed_networks=["localhost"])
