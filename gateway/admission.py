@@ -76,14 +76,14 @@ def client_address(scope: Scope, trusted: Sequence[Network]) -> str:
     right-most ``X-Forwarded-For`` hop that is not itself a trusted proxy."""
     peer = scope.get("client")
     address = peer[0] if peer else "-"
-    if not trusted or not _is_trusted(address, trusted):
+    if not trusted or not in_networks(address, trusted):
         return address
     hops: list[str] = []
     for name, value in scope.get("headers", ()):
         if name == b"x-forwarded-for":
             hops.extend(hop.strip() for hop in value.decode("latin-1").split(","))
     for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
+        if not in_networks(hop, trusted):
             try:
                 return str(ipaddress.ip_address(hop))
             except ValueError:
@@ -91,7 +91,12 @@ def client_address(scope: Scope, trusted: Sequence[Network]) -> str:
     return address
 
 
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+def networks(specs: Iterable[str]) -> list[Network]:
+    """Addresses or CIDR networks, as settings give them."""
+    return [ipaddress.ip_network(spec, strict=False) for spec in specs]
+
+
+def in_networks(address: str, trusted: Sequence[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -111,7 +116,7 @@ class Admission:
         self.app = app
         self.max_in_flight = max_in_flight
         self.max_header_bytes = max_header_bytes
-        self.trusted = [ipaddress.ip_network(network, strict=False) for network in trusted_proxies]
+        self.trusted = networks(trusted_proxies)
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

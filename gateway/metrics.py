@@ -8,7 +8,6 @@ client can grow the series. Nothing a client sent (arguments, USCCs) becomes a l
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -16,7 +15,7 @@ from prometheus_client.exposition import generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.admission import error_body
+from gateway.admission import error_body, in_networks, networks
 
 __all__ = [
     "CACHE_HITS",
@@ -70,19 +69,12 @@ class MetricsEndpoint:
     """``GET /metrics``: the text exposition format, or 404 to any other network."""
 
     def __init__(self, allowed_networks: Sequence[str]) -> None:
-        self.allowed = [ipaddress.ip_network(network, strict=False) for network in allowed_networks]
-
-    def _allowed(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.allowed)
+        self.allowed = networks(allowed_networks)
 
     async def respond(self, request: Request) -> Response:
         # The address admission worked out (X-Forwarded-For from trusted proxies only).
         address = request.scope.get("state", {}).get("client_address", "-")
-        if not self._allowed(address):
+        if not in_networks(address, self.allowed):
             return Response(
                 error_body("NOT_FOUND", "Not Found"), status_code=404, media_type="application/json"
             )

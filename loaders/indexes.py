@@ -35,9 +35,12 @@ async def ensure_indexes(sources: Sources) -> set[Source]:
 
     async def one(source: Source, collection: str, models: list[IndexModel]) -> Source | None:
         target = sources.db(source)[collection]
+        obsolete = search.OBSOLETE_INDEXES.get((source, collection), ())
         try:
-            held = await target.index_information()
-            for name in search.OBSOLETE_INDEXES.get((source, collection), ()):
+            # Only where an earlier version left indexes: one round trip more, not one per
+            # collection.
+            held = await target.index_information() if obsolete else {}
+            for name in obsolete:
                 if name in held:
                     await target.drop_index(name)
                     log.info("dropped obsolete index %s of %s.%s", name, source.value, collection)
