@@ -261,9 +261,16 @@ class Floor:
             last, previous, _, mac = base64.urlsafe_b64decode(after).decode().split(":")
             assert hmac.compare_digest(mac, self._sign(f"{last}:{previous}:{fingerprint}"))
             page = int(previous) + 1
-        [(shown, more, resume)] = await self.mget(
-            [key("registry", "enterprise_search", f"{fingerprint}:{last}:50", "walk")]
+        # The page and the search generation it must have been computed in, as the
+        # gateway reads them: one MGET.
+        pages, generation = await self.redis.mget(
+            [
+                key("registry", "enterprise_search", f"{fingerprint}:{last}:50", "pages"),
+                key("registry", "enterprise_search", "current", "generation"),
+            ]
         )
+        shown, more, resume, computed_in = unpack(pages)
+        assert computed_in == generation
         keys = []
         for uscc in shown:
             keys += [

@@ -11,7 +11,7 @@ from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from gateway.accesslog import AccessLog
 from gateway.admission import Admission
@@ -22,11 +22,14 @@ from gateway.metrics import MetricsEndpoint
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.sources import Sources
+from gateway.subscriptions import SubscriptionEndpoint
 from loaders.audit import ensure_audit_indexes
+from loaders.freshness import create_watcher
 from loaders.indexes import ensure_indexes
 from loaders.registry import sample_usccs
 from loaders.search import needs_rebuild, rebuild_facets
 from loaders.seed import DEMO_RANDOM_SEED, holds_seed, registry_is_empty, seed
+from loaders.writes import ensure_write_indexes
 from resolvers.engine import Engine
 from resolvers.schema import schema
 
@@ -141,19 +144,29 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
                 await _rebuild_search_facets(runtime, startup)
                 await ensure_indexes(startup)
                 await ensure_audit_indexes(startup)
+                await ensure_write_indexes(startup, settings)
                 if banner:
                     await _banner(runtime, startup)
             finally:
                 await startup.close()
             app.state.runtime = runtime
-            yield
+            watcher = create_watcher(runtime.sources, runtime.cache)
+            app.state.watcher = watcher if settings.watcher_enabled else None
+            if settings.watcher_enabled:
+                watcher.start()
+            try:
+                yield
+            finally:
+                await watcher.stop()
 
+    engine = Engine(schema)
     routes = [
         Route(
             "/graphql",
-            GraphQLView(Engine(schema)),
+            GraphQLView(engine),
             methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
         ),
+        WebSocketRoute("/graphql", SubscriptionEndpoint(engine)),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route(

@@ -11,6 +11,12 @@ arrived. So a failure only *suspects* Redis: one probe, on a connection of its o
 asks Redis with a generous timeout, and only when the probe fails too is Redis left
 alone for ``retry_after_s`` (a dead cache then costs one probe per interval, not one
 timeout per request).
+
+Eviction (writes through the gateway, and the change-stream watcher) leaves a
+*tombstone* for a short grace, not a gap: an empty value that reads as a miss, and that
+write-backs, which only ever add (``SET NX``), cannot replace. A request that read the
+old document before the write and writes it back after the eviction is then refused,
+as long as the grace outlasts a request.
 """
 
 from __future__ import annotations
@@ -24,12 +30,16 @@ from dataclasses import dataclass, field
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-__all__ = ["DocumentCache"]
+__all__ = ["TOMBSTONE", "DocumentCache"]
 
 log = logging.getLogger(__name__)
 
 #: Keys one shared MGET may carry before the next call starts a batch of its own.
 _MAX_BATCH_KEYS = 2000
+#: What an evicted key holds until its grace runs out: read as a miss.
+TOMBSTONE = b""
+#: Keys one eviction command carries.
+_EVICT_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -50,6 +60,7 @@ class DocumentCache:
         probe: Redis | None = None,
         retry_after_s: float = 5.0,
         probe_timeout_s: float = 2.0,
+        eviction_grace_s: int = 30,
     ) -> None:
         self._redis = redis
         self._probe = probe or redis
@@ -57,6 +68,7 @@ class DocumentCache:
         self._miss_ttl = miss_ttl_seconds or ttl_seconds
         self._retry_after_s = retry_after_s
         self._probe_timeout_s = probe_timeout_s
+        self._eviction_grace_s = eviction_grace_s
         self._down_until = 0.0
         self._probing: asyncio.Task[None] | None = None
         self._batch: _Batch | None = None
@@ -71,6 +83,7 @@ class DocumentCache:
         timeout_s: float = 0.5,
         pool_size: int = 64,
         pool_timeout_s: float = 1.0,
+        eviction_grace_s: int = 30,
     ) -> DocumentCache:
         # A blocking pool: when every connection is lent out a request waits (at most
         # pool_timeout_s) for one instead of failing, so load never looks like an outage.
@@ -88,6 +101,7 @@ class DocumentCache:
             ttl_seconds=ttl_seconds,
             miss_ttl_seconds=miss_ttl_seconds,
             probe=probe,
+            eviction_grace_s=eviction_grace_s,
         )
 
     @property
@@ -114,7 +128,7 @@ class DocumentCache:
             )
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        """The cached values of ``keys`` that are present.
+        """The cached values of ``keys`` that are present (a tombstone is absent).
 
         Every call made in the same turn of the event loop shares one MGET: the loaders
         of a request dispatch their batches together (aiodataloader schedules them on
@@ -150,7 +164,8 @@ class DocumentCache:
             {
                 key: value
                 for key, value in zip(keys, values, strict=True)
-                if isinstance(value, bytes)  # None: a miss (the client never decodes)
+                # None: a miss (the client never decodes); empty: a tombstone.
+                if isinstance(value, bytes) and value != TOMBSTONE
             }
         )
 
@@ -160,10 +175,16 @@ class DocumentCache:
         *,
         misses: Sequence[str] = (),
         ttl_seconds: int | None = None,
+        replace: bool = False,
     ) -> None:
         """Write back in one pipelined round trip: documents with the TTL (or
         ``ttl_seconds``), and the keys in ``misses`` (known to have no document) with
-        the shorter miss TTL, so probing for unknown keys cannot fill Redis."""
+        the shorter miss TTL, so probing for unknown keys cannot fill Redis.
+
+        Only where a key holds nothing (``SET NX``): an entry already there is as
+        fresh, and a tombstone means the document changed since it may have been read.
+        ``replace``: overwrite whatever is there (entries that carry their own
+        validity, such as search pages)."""
         if not items or not self.available:
             return
         short = set(misses)
@@ -171,10 +192,64 @@ class DocumentCache:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, value in items.items():
-                    pipe.set(key, value, ex=self._miss_ttl if key in short else ttl)
+                    pipe.set(key, value, ex=self._miss_ttl if key in short else ttl, nx=not replace)
                 await pipe.execute()
         except RedisError as exc:
             self.suspect("SET", exc)
+
+    async def evict(self, keys: Sequence[str]) -> None:
+        """Replace ``keys`` by tombstones for the eviction grace: the next read of each
+        goes to MongoDB, and no write-back of what was read before is kept.
+
+        Raises ``RedisError``: a caller that could not evict must know (the watcher
+        retries; a mutation fails rather than leave a stale answer behind)."""
+        for start in range(0, len(keys), _EVICT_CHUNK):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys[start : start + _EVICT_CHUNK]:
+                    pipe.set(key, TOMBSTONE, ex=self._eviction_grace_s)
+                await pipe.execute()
+
+    async def evict_prefix(self, prefix: str) -> int:
+        """Tombstone every key that starts with ``prefix`` (a whole source, when its
+        change stream cannot resume); the number of keys. Walks the key space with
+        SCAN, so Redis is never blocked. Raises ``RedisError``."""
+        evicted = 0
+        batch: list[str] = []
+        async for key in self._redis.scan_iter(match=f"{_glob_escape(prefix)}*", count=1000):
+            batch.append(key.decode() if isinstance(key, bytes) else key)
+            if len(batch) >= _EVICT_CHUNK:
+                await self.evict(batch)
+                evicted += len(batch)
+                batch = []
+        if batch:
+            await self.evict(batch)
+            evicted += len(batch)
+        return evicted
+
+    async def start(self, key: str, value: bytes) -> bytes | None:
+        """``key`` := ``value`` with no TTL (a marker, such as a generation); the value,
+        or None when Redis could not take it."""
+        if not self.available:
+            return None
+        try:
+            await self._redis.set(key, value)
+        except RedisError as exc:
+            self.suspect("SET", exc)
+            return None
+        return value
+
+    async def put(self, key: str, value: bytes) -> None:
+        """``key`` := ``value``, no TTL. Raises ``RedisError``."""
+        await self._redis.set(key, value)
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        """Publish to a channel (live notifications). Raises ``RedisError``."""
+        await self._redis.publish(channel, message)
+
+    @property
+    def client(self) -> Redis:
+        """The Redis client itself, for pub/sub subscriptions."""
+        return self._redis
 
     async def ping(self) -> str | None:
         """``None`` when Redis answers, else the error text (used by /readyz)."""
@@ -190,3 +265,8 @@ class DocumentCache:
         await self._redis.aclose()
         if self._probe is not self._redis:
             await self._probe.aclose()
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)

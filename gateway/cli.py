@@ -1,4 +1,4 @@
-"""``integrity-gateway``: serve, seed, reindex-search, token, export-schema."""
+"""``integrity-gateway``: serve, seed, reindex-search, watch, token, export-schema."""
 
 from __future__ import annotations
 
@@ -100,6 +100,44 @@ def _reindex_search(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _watch(args: argparse.Namespace) -> int:
+    import signal
+
+    from gateway.runtime import open_runtime
+    from loaders.freshness import create_watcher
+
+    settings = _settings()
+    if settings.needs_embedded_mongodb or settings.redis_url is None:
+        print(
+            "watch: set MONGODB_URL and REDIS_URL; the embedded servers belong to `serve`, "
+            "which runs a watcher of its own",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=settings.gateway_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with open_runtime(settings) as runtime:
+            watcher = create_watcher(runtime.sources, runtime.cache)
+            watcher.start()
+            try:
+                await watcher.wait_open(timeout_s=settings.startup_timeout_ms / 1000)
+                print("watching every source for changes; SIGINT or SIGTERM stops", flush=True)
+                await stop.wait()
+            finally:
+                await watcher.stop()
+        print("watch: stopped", flush=True)
+
+    asyncio.run(run())
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     from gateway.devkeys import mint_role_token
     from loaders.codes import UsccError, validate_uscc
@@ -195,6 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reindex.set_defaults(handler=_reindex_search)
 
+    watch = commands.add_parser(
+        "watch",
+        help="follow every source's change stream and evict what changes (one for many replicas)",
+        description=(
+            "Follow the change stream of every source database and, for each change made "
+            "by any system, evict the Redis entries that hold the document and keep search "
+            "in step. Resume tokens are kept in MongoDB (integrity_gateway.resume_tokens), "
+            "so a restart misses nothing. `serve` runs the same watcher unless "
+            "WATCHER_ENABLED=false; run this once for many replicas instead. Needs "
+            "MONGODB_URL and REDIS_URL."
+        ),
+    )
+    watch.set_defaults(handler=_watch)
+
     token = commands.add_parser(
         "token",
         help="mint a development token for a role (trusted only in dev mode)",
@@ -210,7 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         metavar="S",
-        help="a scope for a service client, repeatable: identity:read, identity:verify, risk:read",
+        help=(
+            "a scope for a service client, repeatable: identity:read, identity:verify, "
+            "risk:read, corrections:request, corrections:resolve, service-status:write"
+        ),
     )
     token.add_argument(
         "--platform", choices=["1688", "taobao", "tmall", "alibaba_com"], help="platform claim"

@@ -87,7 +87,14 @@ def mint_dev_token(
 
 ROLES = ("member", "owner", "service", "operator")
 #: What `make run` hands a service client: every scope the schema knows.
-ALL_SCOPES = ("identity:read", "identity:verify", "risk:read")
+ALL_SCOPES = (
+    "identity:read",
+    "identity:verify",
+    "risk:read",
+    "corrections:request",
+    "corrections:resolve",
+    "service-status:write",
+)
 
 
 def mint_role_token(

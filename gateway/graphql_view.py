@@ -308,6 +308,7 @@ def request_context(
         cursor_key=runtime.cursor_key,
         http_method=http_method,
         client_address=client_address,
+        notifications=runtime.notifications,
     )
 
 

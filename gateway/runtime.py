@@ -17,6 +17,7 @@ from gateway.auth import Authenticator
 from gateway.cache import DocumentCache
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis
 from gateway.limits import Limits
+from gateway.notifications import NotificationHub
 from gateway.persisted import PersistedQueries, load_trusted_documents
 from gateway.settings import Settings
 from gateway.sources import Sources
@@ -35,6 +36,8 @@ class Runtime:
     cursor_key: bytes
     #: Set when the sources are on the embedded server (so seeding can reach it too).
     embedded_mongodb_url: str | None
+    #: Live notifications for subscriptions, on the cache's Redis.
+    notifications: NotificationHub
 
 
 async def _embedded_mongodb(settings: Settings, stack: AsyncExitStack) -> str | None:
@@ -74,10 +77,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             miss_ttl_seconds=settings.cache_miss_ttl_seconds,
             pool_size=settings.redis_pool_size,
             pool_timeout_s=settings.redis_pool_timeout_ms / 1000,
+            eviction_grace_s=settings.cache_eviction_grace_seconds,
         )
         stack.push_async_callback(cache.close)
         limits = Limits(settings, redis_url, health=cache)
         stack.push_async_callback(limits.close)
+        notifications = NotificationHub(cache.client)
+        stack.push_async_callback(notifications.close)
         yield Runtime(
             settings=settings,
             sources=sources,
@@ -97,4 +103,5 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                 else secrets.token_bytes(32)
             ),
             embedded_mongodb_url=mongodb_url,
+            notifications=notifications,
         )

@@ -256,6 +256,42 @@ class Settings(BaseSettings):
         description="How long a request waits for a free Redis connection before it misses.",
     )
 
+    # --- Writes and freshness (DESIGN §6). ---
+    watcher_enabled: bool = Field(
+        default=True,
+        description=(
+            "Run the change-stream watcher inside the gateway (it evicts what other systems "
+            "change). Turn off in replicas when one `integrity-gateway watch` serves them all."
+        ),
+    )
+    cache_eviction_grace_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3_600,
+        description=(
+            "How long an evicted key refuses write-backs (a request that read the old "
+            "document before the change). Longer than a request's deadline."
+        ),
+    )
+    notification_retention_days: int = Field(
+        default=365, ge=1, le=3_650, description="How long an enterprise's notifications are kept."
+    )
+    mutation_replay_hours: int = Field(
+        default=24,
+        ge=1,
+        le=720,
+        description="How long a client mutation id is remembered (a retry gets the first answer).",
+    )
+
+    @model_validator(mode="after")
+    def _grace_outlasts_requests(self) -> Settings:
+        if self.cache_eviction_grace_seconds * 1000 <= self.request_deadline_ms:
+            raise ValueError(
+                "CACHE_EVICTION_GRACE_SECONDS must be longer than REQUEST_DEADLINE_MS, or a "
+                "request that read a document before it changed could cache the old one"
+            )
+        return self
+
     @field_validator("gateway_log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

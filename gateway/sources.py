@@ -14,13 +14,15 @@ from pymongo.errors import PyMongoError
 
 from gateway.settings import Settings, Source
 
-__all__ = ["Sources"]
+__all__ = ["GATEWAY_DATABASE", "Sources"]
 
 # pymongo logs whole command replies at DEBUG: they would carry personal data (ID
 # numbers) into the logs whatever level the gateway is run at. Never below WARNING.
 logging.getLogger("pymongo.command").setLevel(logging.WARNING)
 
 Document = dict[str, Any]
+#: The database of what the gateway keeps itself (not a source: nobody else writes it).
+GATEWAY_DATABASE = "integrity_gateway"
 #: How long seeding and rebuilding may wait on one command before the store is taken
 #: for a dead one.
 _BULK_PATIENCE_MS = 600_000
@@ -68,8 +70,12 @@ class Sources:
                 )
                 self._clients[url] = client
             self._databases[source] = client[source.value]
+        registry_client = self._databases[Source.REGISTRY].client
         #: The gateway's own audit log, kept on the registry's cluster.
-        self.audit: AsyncDatabase[Document] = self._databases[Source.REGISTRY].client["audit"]
+        self.audit: AsyncDatabase[Document] = registry_client["audit"]
+        #: What the gateway itself keeps (correction requests, notifications, client
+        #: mutation ids, the watcher's resume tokens), on the registry's cluster too.
+        self.gateway: AsyncDatabase[Document] = registry_client[GATEWAY_DATABASE]
 
     @classmethod
     def from_settings(

@@ -33,6 +33,7 @@ __all__ = [
     "SourceLoader",
     "SourceUnavailableError",
     "cache_key",
+    "cache_prefix",
     "pack",
     "unpack",
 ]
@@ -94,7 +95,13 @@ def unpack(raw: bytes) -> Any:
 
 def cache_key(source: Source, collection: str, key_field: str, key: Hashable) -> str:
     """Names the field too: two loaders of one collection by different keys never collide."""
-    return f"ig:{CACHE_FORMAT}:{source.value}:{collection}:{key_field}:{key}"
+    return f"{cache_prefix(source, collection)}{key_field}:{key}"
+
+
+def cache_prefix(source: Source, collection: str | None = None) -> str:
+    """What every cache key of a collection (or of a whole source) starts with."""
+    prefix = f"ig:{CACHE_FORMAT}:{source.value}:"
+    return prefix if collection is None else f"{prefix}{collection}:"
 
 
 #: What ``SourceLoader.peek`` answers for a key that has not been loaded.

@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -54,6 +55,7 @@ __all__ = [
     "FACETS",
     "FACETS_VERSION",
     "FENCE_EVERY",
+    "GENERATION",
     "INDEXES",
     "OBSOLETE_INDEXES",
     "SCAN_BUDGET",
@@ -63,6 +65,7 @@ __all__ = [
     "document_facets",
     "name_terms",
     "needs_rebuild",
+    "new_generation",
     "read_page",
     "rebuild_facets",
     "search_document",
@@ -73,6 +76,8 @@ SEARCH = "enterprise_search"
 #: Per facet: ``count`` (enterprises that have it) and ``fences`` (every
 #: ``FENCE_EVERY``-th of their USCCs, in order).
 FACETS = "enterprise_search_facets"
+#: The generation search pages are valid in (see ``search_page``).
+GENERATION = cache_key(Source.REGISTRY, SEARCH, "generation", "current")
 #: The facet every enterprise has: the walk of a search without filters.
 ALL = "*"
 #: Bump when ``document_facets`` changes: start-up then gives every document its new
@@ -357,21 +362,42 @@ async def search_page(
     limit: int,
     deadline: float | None = None,
 ) -> Page:
-    """Up to ``limit`` USCCs matching ``criteria``, in USCC order, after ``after``."""
-    # "walk": pages were cached under "page" as a bare list before they could stop short.
-    key = cache_key(Source.REGISTRY, SEARCH, "walk", f"{criteria.fingerprint()}:{after}:{limit}")
-    cached = (await cache.get_many([key])).get(key)
-    if cached is not None:
-        usccs, more, resume = unpack(cached)
-        return Page(usccs, more, resume)
+    """Up to ``limit`` USCCs matching ``criteria``, in USCC order, after ``after``.
+
+    A cached page is used only when it was computed under the current search
+    generation (``GENERATION``), read in the same round trip: any change to the search
+    collection sets a new generation (``new_generation``), so no page from before it
+    is served, whichever criteria it was for."""
+    # "pages": cached under "walk" without their generation before the watcher kept
+    # search in step.
+    key = cache_key(Source.REGISTRY, SEARCH, "pages", f"{criteria.fingerprint()}:{after}:{limit}")
+    found = await cache.get_many([key, GENERATION])
+    generation = found.get(GENERATION)
+    cached = found.get(key)
+    if cached is not None and generation is not None:
+        usccs, more, resume, computed_in = unpack(cached)
+        if computed_in == generation:
+            return Page(usccs, more, resume)
+    if generation is None:
+        # No generation (a new or flushed Redis, or one evicted): start one before
+        # reading, so what is read now is valid in it.
+        generation = await cache.start(GENERATION, new_generation())
     try:
         with source_timeout(sources, deadline):
             page = await read_page(sources, criteria, after=after, limit=limit)
     except PyMongoError:
         SOURCE_ERRORS.labels(Source.REGISTRY.value).inc()
         raise source_error(Source.REGISTRY, deadline) from None
-    await cache.set_many({key: pack([page.usccs, page.more, page.resume])})
+    if generation is not None:
+        await cache.set_many(
+            {key: pack([page.usccs, page.more, page.resume, generation])}, replace=True
+        )
     return page
+
+
+def new_generation() -> bytes:
+    """A search generation never used before."""
+    return secrets.token_hex(8).encode()
 
 
 async def read_page(sources: Sources, criteria: Criteria, *, after: str | None, limit: int) -> Page:

@@ -16,6 +16,7 @@ from loaders.regions import division
 from resolvers.context import Info
 from resolvers.identity import IdentityFields
 from resolvers.integrity import IntegrityFields
+from resolvers.notices import NoticeFields
 from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, CountedListConnection
 from resolvers.permissions import Tier, visible
 from resolvers.platforms import PlatformFields
@@ -230,7 +231,9 @@ class RegistryFields:
 
 
 @strawberry.type(description="An enterprise's integrity archive.")
-class Enterprise(RegistryFields, IdentityFields, IntegrityFields, PlatformFields, relay.Node):
+class Enterprise(
+    RegistryFields, IdentityFields, IntegrityFields, PlatformFields, NoticeFields, relay.Node
+):
     pass
 
 

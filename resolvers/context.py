@@ -10,6 +10,7 @@ import strawberry
 from gateway.audit import AuditTrail
 from gateway.cache import DocumentCache
 from gateway.limits import Allowance, Limits
+from gateway.notifications import NotificationHub
 from gateway.settings import Settings
 from gateway.sources import Sources
 from gateway.viewer import Viewer
@@ -50,6 +51,8 @@ class Context:
     report: OperationReport = field(default_factory=OperationReport)
     #: Visibility decisions made so far in this request, by (rule, enterprise).
     decisions: dict[Any, Any] = field(default_factory=dict)
+    #: Live notifications (gateway/notifications.py), for subscriptions.
+    notifications: NotificationHub | None = None
 
 
 Info = strawberry.Info[Context, None]

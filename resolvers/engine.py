@@ -17,11 +17,18 @@ operations for every viewer kind and compares the answers).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Collection, Mapping
+from typing import Any, cast
 
 import strawberry
-from graphql import ExecutionResult, GraphQLError, OperationType, execute, specified_rules
+from graphql import (
+    ExecutionResult,
+    GraphQLError,
+    OperationType,
+    execute,
+    specified_rules,
+    subscribe,
+)
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -124,6 +131,69 @@ class Engine:
         """The response body (``data``, ``errors``, ``extensions``) of one operation.
 
         Raises ``OperationRefused`` for a request without a runnable operation."""
+        prepared = self._prepare(query, operation_name, context, allowed)
+        if isinstance(prepared, dict):
+            return prepared
+        measured = prepared
+        refusal = await self._charge(measured, operation_name, variables, context)
+        priced = self._priced(context)
+        if refusal is not None:
+            return _body(None, [refusal], priced)
+        result = await self._execute(measured, operation_name, variables, context, extensions)
+        errors = _log_and_mask(result.errors, context.request_id) if result.errors else []
+        return _body(result.data, errors, priced)
+
+    async def subscribe(
+        self,
+        query: str | None,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+    ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        """A subscription's stream of response bodies, or the body of its refusal;
+        measured, priced and charged like an operation over HTTP. Raises
+        ``OperationRefused`` for a request without a runnable subscription."""
+        prepared = self._prepare(query, operation_name, context, {OperationType.SUBSCRIPTION})
+        if isinstance(prepared, dict):
+            return prepared
+        refusal = await self._charge(prepared, operation_name, variables, context)
+        if refusal is not None:
+            return _body(None, [refusal], self._priced(context))
+        outcome = await await_maybe(
+            subscribe(
+                self.graphql_schema,
+                prepared.document,
+                context_value=context,
+                variable_values=variables,
+                operation_name=operation_name,
+            )
+        )
+        if isinstance(outcome, ExecutionResult):
+            errors = _log_and_mask(outcome.errors or [], context.request_id)
+            return _body(None, errors)
+        return self._bodies(cast("AsyncIterator[ExecutionResult]", outcome), context)
+
+    async def _bodies(
+        self, results: AsyncIterator[ExecutionResult], context: Context
+    ) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for result in results:
+                errors = _log_and_mask(result.errors, context.request_id) if result.errors else []
+                yield _body(result.data, errors)
+        finally:
+            closer = getattr(results, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    def _prepare(
+        self,
+        query: str | None,
+        operation_name: str | None,
+        context: Context,
+        allowed: Collection[OperationType],
+    ) -> Measured | dict[str, Any]:
+        """Measure and validate the document and pick its operation: the measured
+        operation, or the body of its refusal."""
         if not query:
             raise OperationRefused(400, "BAD_REQUEST", "No GraphQL query found in the request.")
         viewer = context.viewer
@@ -148,6 +218,13 @@ class Engine:
                 else f'Unknown operation named "{operation_name}".',
             )
         if operation.operation not in allowed:
+            if operation.operation is OperationType.SUBSCRIPTION:
+                raise OperationRefused(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    "subscriptions are served over WebSocket (graphql-transport-ws) at "
+                    "this same path",
+                )
             raise OperationRefused(
                 405,
                 "METHOD_NOT_ALLOWED",
@@ -156,13 +233,12 @@ class Engine:
             )
         if measured.errors:
             return _body(None, measured.errors)
-        refusal = await self._charge(measured, operation_name, variables, context)
-        priced = {"cost": {"requested": context.report.cost, "limit": limits.cost[viewer.kind]}}
-        if refusal is not None:
-            return _body(None, [refusal], priced)
-        result = await self._execute(measured, operation_name, variables, context, extensions)
-        errors = _log_and_mask(result.errors, context.request_id) if result.errors else []
-        return _body(result.data, errors, priced)
+        return measured
+
+    @staticmethod
+    def _priced(context: Context) -> dict[str, Any]:
+        limit = context.limits.operation.cost[context.viewer.kind]
+        return {"cost": {"requested": context.report.cost, "limit": limit}}
 
     async def _charge(
         self,

@@ -11,6 +11,7 @@ __all__ = [
     "bad_user_input",
     "is_expected_error",
     "rate_limited",
+    "refused",
     "service_suspended",
     "unauthenticated",
 ]
@@ -34,10 +35,27 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_FIELDS = "TOO_MANY_FIELDS"
     TOO_MANY_OPERATIONS = "TOO_MANY_OPERATIONS"
     COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED"
+    # Writes (resolvers/mutations.py), each refused before anything is written.
+    NOT_FOUND = "NOT_FOUND"
+    FIELD_NOT_CORRECTABLE = "FIELD_NOT_CORRECTABLE"
+    NO_CHANGE = "NO_CHANGE"
+    ALREADY_RESOLVED = "ALREADY_RESOLVED"
+    TRANSITION_NOT_ALLOWED = "TRANSITION_NOT_ALLOWED"
+    #: Another write changed the same thing first; read it again and retry.
+    CONFLICT = "CONFLICT"
+    #: A client mutation id already used for a different input.
+    CLIENT_MUTATION_ID_REUSED = "CLIENT_MUTATION_ID_REUSED"
+    #: A client mutation id whose first write is still running.
+    MUTATION_IN_PROGRESS = "MUTATION_IN_PROGRESS"
 
 
 def bad_user_input(message: str, **extensions: object) -> GraphQLError:
     return GraphQLError(message, extensions={"code": ErrorCode.BAD_USER_INPUT.value, **extensions})
+
+
+def refused(code: ErrorCode, message: str, **extensions: object) -> GraphQLError:
+    """A write refused with its own code; nothing was written."""
+    return GraphQLError(message, extensions={"code": code.value, **extensions})
 
 
 def unauthenticated(message: str) -> GraphQLError:

@@ -72,7 +72,10 @@ class Tier(enum.Enum):
     SCOPE = strawberry.enum_value(
         "SCOPE", description="Only service clients holding one of the field's scopes."
     )
-    OPERATOR = strawberry.enum_value("OPERATOR", description="Internal staff only.")
+    OPERATOR = strawberry.enum_value(
+        "OPERATOR",
+        description="Internal staff; also service clients holding one of the field's scopes.",
+    )
 
 
 class Decision(enum.Enum):
@@ -120,7 +123,10 @@ def decide(rule: Rule, viewer: Viewer, enterprise: str | None) -> Decision:
         return Decision.FORBIDDEN
     if rule.tier is Tier.SCOPE:
         return Decision.ALLOW_AUDITED if holds_scope else Decision.FORBIDDEN
-    return Decision.ALLOW if isinstance(viewer, Operator) else Decision.FORBIDDEN
+    if isinstance(viewer, Operator):
+        return Decision.ALLOW
+    # An operator's act that a service client may do under a scope (a write).
+    return Decision.ALLOW_AUDITED if holds_scope else Decision.FORBIDDEN
 
 
 def enforce(
@@ -327,11 +333,17 @@ def visible(
     description: str,
     *,
     scopes: Sequence[str] = (),
+    enforced_by_resolver: bool = False,
     **kwargs: Any,
 ) -> Any:
-    """A Strawberry field (or resolver decorator) with its visibility declared."""
+    """A Strawberry field (or resolver decorator) with its visibility declared.
+
+    ``enforced_by_resolver``: the resolver checks the rule itself (a subscription,
+    whose source stream the extension cannot wrap)."""
     rule = Rule(tier, frozenset(scopes))
-    extensions: list[FieldExtension] = [] if tier is Tier.PUBLIC else [VisibilityExtension(rule)]
+    extensions: list[FieldExtension] = (
+        [] if tier is Tier.PUBLIC or enforced_by_resolver else [VisibilityExtension(rule)]
+    )
     return strawberry.field(
         description=description,
         directives=[Visibility(tier=tier, scopes=sorted(scopes) or strawberry.UNSET)],

@@ -1,4 +1,5 @@
-"""The one place the schema is composed: one query mixin per domain."""
+"""The one place the schema is composed: one query mixin per domain, the writes and
+the live notifications."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from strawberry.schema.config import StrawberryConfig
 from resolvers.archive import ArchiveQuery
 from resolvers.badges import BadgeQuery
 from resolvers.identity import IdentityQuery
+from resolvers.mutations import Mutation
 from resolvers.nodes import NodeQuery
+from resolvers.notices import NotificationSubscription
 from resolvers.scalars import SCALAR_MAP
 from resolvers.search import SearchQuery
 
@@ -23,7 +26,12 @@ class Query(ArchiveQuery, SearchQuery, BadgeQuery, NodeQuery, IdentityQuery):
 def create_schema() -> strawberry.Schema:
     """The schema: its types and resolvers. Operations run through resolvers/engine.py,
     which measures, prices, executes and masks them."""
-    return strawberry.Schema(query=Query, config=StrawberryConfig(scalar_map=SCALAR_MAP))
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=NotificationSubscription,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    )
 
 
 schema = create_schema()

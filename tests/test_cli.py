@@ -31,7 +31,7 @@ def test_seed_needs_a_positive_count(value: str, capsys: pytest.CaptureFixture[s
 
 def test_help_lists_every_command() -> None:
     text = build_parser().format_help()
-    for command in ("serve", "seed", "reindex-search", "token", "export-schema"):
+    for command in ("serve", "seed", "reindex-search", "watch", "token", "export-schema"):
         assert command in text
 
 

@@ -3,7 +3,7 @@ the number of enterprises: counted with a pymongo command listener and on the ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,11 +117,9 @@ def meter(
         meter.reads += 1  # one MGET round trip, however many loaders share it
         await mget(self, batch)
 
-    async def counted_set(
-        self: DocumentCache, items: dict[str, bytes], *, misses: Sequence[str] = ()
-    ) -> None:
+    async def counted_set(self: DocumentCache, items: dict[str, bytes], **options: Any) -> None:
         meter.writes += 1
-        await set_many(self, items, misses=misses)
+        await set_many(self, items, **options)
 
     monkeypatch.setattr(DocumentCache, "_mget", counted_get)
     monkeypatch.setattr(DocumentCache, "set_many", counted_set)
