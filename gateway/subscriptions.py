@@ -27,12 +27,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from graphql import GraphQLError
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway.auth import TokenError
 from gateway.runtime import Runtime
 from gateway.viewer import Viewer
-from resolvers.engine import Engine, OperationRefused
+from resolvers.engine import MASKED_MESSAGE, Engine, OperationRefused
+from resolvers.errors import is_expected_error
 
 __all__ = ["PROTOCOL", "SubscriptionEndpoint"]
 
@@ -57,7 +60,8 @@ class SubscriptionEndpoint:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def __call__(self, websocket: WebSocket) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
         runtime: Runtime = websocket.app.state.runtime
         if PROTOCOL not in websocket.scope.get("subprotocols", []):
             await websocket.close(code=4406, reason=f"Subprotocol not acceptable; use {PROTOCOL}")
@@ -213,6 +217,16 @@ class _Connection:
             with contextlib.suppress(Exception):
                 await _close(outcome)
             raise
+        except GraphQLError as error:
+            # The source stream refused on its first step (an async generator runs
+            # only when first iterated): its denial, with its code.
+            shown = error if is_expected_error(error) else GraphQLError(MASKED_MESSAGE)
+            await self.send({"type": "error", "id": operation_id, "payload": [shown.formatted]})
+            return
+        except Exception:
+            log.exception("subscription %s failed", operation_id)
+            await self._error(operation_id, "INTERNAL_SERVER_ERROR", MASKED_MESSAGE)
+            return
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await self.send({"type": "complete", "id": operation_id})
 

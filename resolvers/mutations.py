@@ -31,7 +31,12 @@ from loaders.freshness import Freshness
 from resolvers.context import Context, Info
 from resolvers.errors import ErrorCode, bad_user_input, refused
 from resolvers.integrity import ServiceState, ServiceStatus
-from resolvers.notices import CORRECTIONS_REQUEST, CORRECTIONS_RESOLVE, CorrectionRequest
+from resolvers.notices import (
+    CORRECTIONS_REQUEST,
+    CORRECTIONS_RESOLVE,
+    CorrectionRequest,
+    correction_field,
+)
 from resolvers.permissions import Tier, visible
 from resolvers.scalars import USCC
 
@@ -77,7 +82,9 @@ class RequestCorrectionPayload:
     replayed: bool = visible(
         Tier.PUBLIC, "True when this client mutation id was done before: nothing was written."
     )
-    correction: CorrectionRequest | None = visible(Tier.PUBLIC, "The request, as it stands.")
+    correction: CorrectionRequest | None = correction_field("The request, as it stands.")
+    #: Whose request it is, for the rule on ``correction``.
+    enterprise_uscc: strawberry.Private[str] = ""
 
 
 @strawberry.type(description="What resolveCorrection did.")
@@ -86,7 +93,9 @@ class ResolveCorrectionPayload:
     replayed: bool = visible(
         Tier.PUBLIC, "True when this client mutation id was done before: nothing was written."
     )
-    correction: CorrectionRequest | None = visible(Tier.PUBLIC, "The request, as it stands.")
+    correction: CorrectionRequest | None = correction_field("The request, as it stands.")
+    #: Whose request it is, for the rule on ``correction``.
+    enterprise_uscc: strawberry.Private[str] = ""
 
 
 @strawberry.type(description="What setServiceStatus did.")
@@ -323,6 +332,7 @@ class Mutation:
         arguments = {"uscc": uscc, "field": field, "value": proposed_text, "why": reason}
         result, replayed = await _once(context, cmid, "requestCorrection", arguments, write)
         return RequestCorrectionPayload(
+            enterprise_uscc=uscc,
             client_mutation_id=cmid,
             replayed=replayed,
             correction=await _correction(context, result["correction"]),
@@ -422,10 +432,12 @@ class Mutation:
 
         arguments = {"id": str(correction_id), "accept": accept, "note": answer}
         result, replayed = await _once(context, cmid, "resolveCorrection", arguments, write)
+        answered = await _correction(context, result["correction"])
         return ResolveCorrectionPayload(
+            enterprise_uscc=answered.enterprise_uscc if answered is not None else "",
             client_mutation_id=cmid,
             replayed=replayed,
-            correction=await _correction(context, result["correction"]),
+            correction=answered,
         )
 
     @visible(

@@ -38,6 +38,7 @@ __all__ = [
     "Notification",
     "NotificationKind",
     "NotificationSubscription",
+    "correction_field",
     "decode_cursor",
     "encode_cursor",
 ]
@@ -107,14 +108,14 @@ class NotificationConnection:
     unread_count: int = visible(Tier.PUBLIC, "Unread notifications, across all pages.")
 
 
-def _correction_field(description: str) -> Any:
+def correction_field(description: str) -> Any:
     return visible(Tier.OWNER, description, scopes=CORRECTION_SCOPES)
 
 
 @strawberry.type(description="A request to correct a presentation error in the archive.")
 class CorrectionRequest:
     enterprise_uscc: strawberry.Private[str]
-    id: strawberry.ID = _correction_field("The request's id.")
+    id: strawberry.ID = correction_field("The request's id.")
     field: str = visible(
         Tier.OWNER, "The archive field, by its GraphQL name.", scopes=CORRECTION_SCOPES
     )
@@ -130,7 +131,7 @@ class CorrectionRequest:
     state: CorrectionState = visible(
         Tier.OWNER, "Open, accepted or rejected.", scopes=CORRECTION_SCOPES
     )
-    requested_at: dt.datetime = _correction_field("When it was made.")
+    requested_at: dt.datetime = correction_field("When it was made.")
     resolved_at: dt.datetime | None = visible(
         Tier.OWNER, "When it was answered; null if open.", scopes=CORRECTION_SCOPES
     )
@@ -247,7 +248,10 @@ class NoticeFields:
 
     @visible(
         Tier.OWNER,
-        f"The enterprise's requests to correct its archive, newest first. {PAGE_SIZE_RULE}.",
+        f"The enterprise's requests to correct its archive, newest first; also for "
+        f"service clients with scope corrections:request or corrections:resolve. "
+        f"{PAGE_SIZE_RULE}.",
+        scopes=CORRECTION_SCOPES,
     )
     async def correction_requests(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
@@ -300,7 +304,7 @@ class NotificationSubscription:
     )
     async def notification_added(
         self, info: Info, uscc: USCC
-    ) -> AsyncGenerator[Notification, None]:
+    ) -> AsyncGenerator[Notification | None, None]:
         context = info.context
         check_owner(context, uscc, "notificationAdded")
         hub = context.notifications

@@ -154,6 +154,13 @@ async def test_a_suspension_written_elsewhere_withholds_the_grade(
         )
     finally:
         await statuses.replace_one({"_id": uscc}, active[0])
+    told = mongo[GATEWAY_DATABASE]["notifications"]
+    await eventually(
+        lambda: told.count_documents({"uscc": uscc, "kind": "STATUS"}), lambda n: n == 2
+    )
+    titles = [doc["title"] async for doc in told.find({"uscc": uscc}).sort("_id", 1)]
+    assert titles == ["Integrity service suspended", "Integrity service active"]
+    await told.delete_many({"uscc": uscc})
     assert after["data"]["enterprise"]["serviceStatus"] == {"state": "SUSPENDED"}
     assert after["data"]["enterprise"]["integrityLevel"] is None
     assert [error["extensions"]["code"] for error in after["errors"]] == ["SERVICE_SUSPENDED"]

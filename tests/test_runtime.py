@@ -62,7 +62,14 @@ async def test_the_banner_shows_where_to_go_and_a_token_per_role(
         "Operator",
     ]
     assert viewers[1].enterprise == examples[0]
-    assert viewers[2].scopes == {"identity:read", "identity:verify", "risk:read"}
+    assert viewers[2].scopes == {
+        "identity:read",
+        "identity:verify",
+        "risk:read",
+        "corrections:request",
+        "corrections:resolve",
+        "service-status:write",
+    }
 
 
 async def test_start_up_work_waits_longer_than_a_request_but_not_for_a_dead_source(

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from graphql import GraphQLNonNull, GraphQLObjectType, get_named_type
 
+from gateway.devkeys import ALL_SCOPES
 from gateway.settings import Settings
 from resolvers.schema import schema
 from tests.conftest import bearer, graphql_as
@@ -29,6 +30,7 @@ OWNER = ("OWNER", ())
 IDENTITY_READ = ("OWNER", ("identity:read",))
 RISK_READ = ("OWNER", ("risk:read",))
 VERIFY = ("SCOPE", ("identity:verify",))
+CORRECTIONS = ("OWNER", ("corrections:request", "corrections:resolve"))
 
 EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "Query.enterprise": P,
@@ -115,6 +117,43 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "IntegrityBadge.gradeLabel": M,
     "LegalRepresentativeVerification.uscc": VERIFY,
     "LegalRepresentativeVerification.result": VERIFY,
+    # The write side (DESIGN §6): the enterprise's own, and operators'.
+    "Enterprise.notifications": OWNER,
+    "Enterprise.correctionRequests": CORRECTIONS,
+    **{f"Notification.{n}": OWNER for n in ("id", "kind", "title", "body", "at", "read")},
+    **{
+        f"CorrectionRequest.{name}": CORRECTIONS
+        for name in (
+            "id",
+            "field",
+            "proposedValue",
+            "previousValue",
+            "explanation",
+            "state",
+            "requestedAt",
+            "resolvedAt",
+            "note",
+        )
+    },
+    "Mutation.requestCorrection": ("OWNER", ("corrections:request",)),
+    "Mutation.resolveCorrection": ("OPERATOR", ("corrections:resolve",)),
+    "Mutation.setServiceStatus": ("OPERATOR", ("service-status:write",)),
+    "Mutation.markNotificationsRead": OWNER,
+    "Subscription.notificationAdded": OWNER,
+    # Payloads: what the guarded mutation answers.
+    **{
+        f"{payload}Payload.{name}": P
+        for payload, names in {
+            "RequestCorrection": ("correction",),
+            "ResolveCorrection": ("correction",),
+            "SetServiceStatus": ("serviceStatus",),
+            "MarkNotificationsRead": ("marked", "unreadCount"),
+        }.items()
+        for name in ("clientMutationId", "replayed", *names)
+        if name != "correction"
+    },
+    "RequestCorrectionPayload.correction": CORRECTIONS,
+    "ResolveCorrectionPayload.correction": CORRECTIONS,
 }
 
 PLUMBING_SUFFIXES = ("Connection", "Edge")
@@ -191,10 +230,7 @@ VIEWERS: dict[str, dict[str, Any]] = {
     "owner": {"role": "owner", "enterprise": FULL},
     "other-owner": {"role": "owner", "enterprise": OTHER},
     "service-no-scope": {"role": "service", "platform": "1688"},
-    "service-all-scopes": {
-        "role": "service",
-        "scopes": ["identity:read", "identity:verify", "risk:read"],
-    },
+    "service-all-scopes": {"role": "service", "scopes": list(ALL_SCOPES)},
     "operator": {"role": "operator"},
 }
 
