@@ -255,18 +255,24 @@ async def notify(
     return doc
 
 
+async def _newest_first(
+    collection: Any, query: Document, first: int, before: ObjectId | None
+) -> tuple[list[Document], bool]:
+    """Up to ``first`` documents, newest first (ids grow with time), older than the
+    cursor ``before``; and whether more follow."""
+    if before is not None:
+        query = {**query, "_id": {"$lt": before}}
+    docs = await collection.find(query).sort("_id", DESCENDING).limit(first + 1).to_list(None)
+    return docs[:first], len(docs) > first
+
+
 async def notifications_page(
     sources: Sources, uscc: str, *, first: int, before: ObjectId | None, unread_only: bool
 ) -> tuple[list[Document], bool]:
-    """Newest first, after the cursor (an older ``_id``); and whether more follow."""
     query: Document = {"uscc": uscc}
-    if before is not None:
-        query["_id"] = {"$lt": before}
     if unread_only:
         query["read"] = False
-    cursor = sources.gateway[NOTIFICATIONS].find(query).sort("_id", DESCENDING).limit(first + 1)
-    docs = await cursor.to_list(None)
-    return docs[:first], len(docs) > first
+    return await _newest_first(sources.gateway[NOTIFICATIONS], query, first, before)
 
 
 async def unread_count(sources: Sources, uscc: str) -> int:
@@ -306,13 +312,7 @@ async def correction(sources: Sources, correction_id: ObjectId) -> Document | No
 async def corrections_of(
     sources: Sources, uscc: str, *, first: int, before: ObjectId | None
 ) -> tuple[list[Document], bool]:
-    """Newest first (ids grow with time), after the cursor; and whether more follow."""
-    query: Document = {"uscc": uscc}
-    if before is not None:
-        query["_id"] = {"$lt": before}
-    cursor = sources.gateway[CORRECTIONS].find(query).sort("_id", DESCENDING).limit(first + 1)
-    docs = await cursor.to_list(None)
-    return docs[:first], len(docs) > first
+    return await _newest_first(sources.gateway[CORRECTIONS], {"uscc": uscc}, first, before)
 
 
 async def close_correction(

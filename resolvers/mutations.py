@@ -45,7 +45,6 @@ __all__ = ["CORRECTABLE", "Mutation"]
 log = logging.getLogger(__name__)
 
 SERVICE_STATUS_WRITE = "service-status:write"
-WRITE_SCOPES = (CORRECTIONS_REQUEST, CORRECTIONS_RESOLVE, SERVICE_STATUS_WRITE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,43 +75,40 @@ _MAX_IDS = 100
 # --- payloads -------------------------------------------------------------------------
 
 
-@strawberry.type(description="What requestCorrection did.")
-class RequestCorrectionPayload:
+@strawberry.type
+class Written:
+    """What every payload says: the client mutation id, and whether this was a retry."""
+
     client_mutation_id: str | None = visible(Tier.PUBLIC, "As sent.")
     replayed: bool = visible(
         Tier.PUBLIC, "True when this client mutation id was done before: nothing was written."
     )
+
+
+@strawberry.type
+class CorrectionWritten(Written):
     correction: CorrectionRequest | None = correction_field("The request, as it stands.")
     #: Whose request it is, for the rule on ``correction``.
     enterprise_uscc: strawberry.Private[str] = ""
+
+
+@strawberry.type(description="What requestCorrection did.")
+class RequestCorrectionPayload(CorrectionWritten):
+    pass
 
 
 @strawberry.type(description="What resolveCorrection did.")
-class ResolveCorrectionPayload:
-    client_mutation_id: str | None = visible(Tier.PUBLIC, "As sent.")
-    replayed: bool = visible(
-        Tier.PUBLIC, "True when this client mutation id was done before: nothing was written."
-    )
-    correction: CorrectionRequest | None = correction_field("The request, as it stands.")
-    #: Whose request it is, for the rule on ``correction``.
-    enterprise_uscc: strawberry.Private[str] = ""
+class ResolveCorrectionPayload(CorrectionWritten):
+    pass
 
 
 @strawberry.type(description="What setServiceStatus did.")
-class SetServiceStatusPayload:
-    client_mutation_id: str | None = visible(Tier.PUBLIC, "As sent.")
-    replayed: bool = visible(
-        Tier.PUBLIC, "True when this client mutation id was done before: nothing was written."
-    )
+class SetServiceStatusPayload(Written):
     service_status: ServiceStatus = visible(Tier.PUBLIC, "The status set.")
 
 
 @strawberry.type(description="What markNotificationsRead did.")
-class MarkNotificationsReadPayload:
-    client_mutation_id: str | None = visible(Tier.PUBLIC, "As sent.")
-    replayed: bool = visible(
-        Tier.PUBLIC, "True when this client mutation id was done before: nothing was written."
-    )
+class MarkNotificationsReadPayload(Written):
     marked: int = visible(Tier.PUBLIC, "Notifications that were unread and now are read.")
     unread_count: int = visible(Tier.PUBLIC, "Unread notifications left.")
 

@@ -11,8 +11,8 @@ import asyncio
 import base64
 import datetime as dt
 import enum
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import AsyncGenerator, Awaitable
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import strawberry
 from bson import ObjectId
@@ -168,6 +168,7 @@ class CorrectionRequestConnection:
 
 
 _CURSOR_PREFIX = "after:"
+_T = TypeVar("_T")
 
 
 def encode_cursor(object_id: ObjectId) -> str:
@@ -185,6 +186,16 @@ def decode_cursor(cursor: str | None) -> ObjectId | None:
         return ObjectId(text.removeprefix(_CURSOR_PREFIX))
     except (ValueError, InvalidId, UnicodeDecodeError):
         raise bad_user_input("after is not a cursor returned by this connection") from None
+
+
+async def _read(context: Any, reading: Awaitable[_T]) -> _T:
+    """A read of the gateway's own database, bounded by the request's deadline; failed,
+    it is the registry's cluster that failed."""
+    try:
+        with source_timeout(context.sources, context.loaders.deadline):
+            return await reading
+    except PyMongoError:
+        raise source_error(Source.REGISTRY, context.loaders.deadline) from None
 
 
 def _page_info(cursors: list[str], more: bool, after: str | None) -> PageInfo:
@@ -222,20 +233,15 @@ class NoticeFields:
         context = info.context
         check_first(context.viewer, first)
         before = decode_cursor(after)
-        try:
-            with source_timeout(context.sources, context.loaders.deadline):
-                (docs, more), unread = await asyncio.gather(
-                    writes.notifications_page(
-                        context.sources,
-                        self.uscc,
-                        first=first,
-                        before=before,
-                        unread_only=unread_only,
-                    ),
-                    writes.unread_count(context.sources, self.uscc),
-                )
-        except PyMongoError:
-            raise source_error(Source.REGISTRY, context.loaders.deadline) from None
+        (docs, more), unread = await _read(
+            context,
+            asyncio.gather(
+                writes.notifications_page(
+                    context.sources, self.uscc, first=first, before=before, unread_only=unread_only
+                ),
+                writes.unread_count(context.sources, self.uscc),
+            ),
+        )
         edges = [
             NotificationEdge(cursor=encode_cursor(doc["_id"]), node=Notification.from_document(doc))
             for doc in docs
@@ -259,13 +265,9 @@ class NoticeFields:
         context = info.context
         check_first(context.viewer, first)
         before = decode_cursor(after)
-        try:
-            with source_timeout(context.sources, context.loaders.deadline):
-                docs, more = await writes.corrections_of(
-                    context.sources, self.uscc, first=first, before=before
-                )
-        except PyMongoError:
-            raise source_error(Source.REGISTRY, context.loaders.deadline) from None
+        docs, more = await _read(
+            context, writes.corrections_of(context.sources, self.uscc, first=first, before=before)
+        )
         edges = [
             CorrectionRequestEdge(
                 cursor=encode_cursor(doc["_id"]), node=CorrectionRequest.from_document(doc)
