@@ -77,7 +77,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             miss_ttl_seconds=settings.cache_miss_ttl_seconds,
             pool_size=settings.redis_pool_size,
             pool_timeout_s=settings.redis_pool_timeout_ms / 1000,
-            eviction_grace_s=settings.cache_eviction_grace_seconds,
+            eviction_grace_s=settings.eviction_grace_seconds,
         )
         stack.push_async_callback(cache.close)
         limits = Limits(settings, redis_url, health=cache)

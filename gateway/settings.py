@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import math
 import re
 from pathlib import Path
 
@@ -264,13 +265,14 @@ class Settings(BaseSettings):
             "change). Turn off in replicas when one `integrity-gateway watch` serves them all."
         ),
     )
-    cache_eviction_grace_seconds: int = Field(
-        default=30,
+    cache_eviction_grace_seconds: int | None = Field(
+        default=None,
         ge=1,
         le=3_600,
         description=(
             "How long an evicted key refuses write-backs (a request that read the old "
-            "document before the change). Longer than a request's deadline."
+            "document before the change). Longer than a request's deadline; by default "
+            "the deadline plus 5 s, at least 30 s."
         ),
     )
     notification_retention_days: int = Field(
@@ -285,7 +287,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _grace_outlasts_requests(self) -> Settings:
-        if self.cache_eviction_grace_seconds * 1000 <= self.request_deadline_ms:
+        grace = self.cache_eviction_grace_seconds
+        if grace is not None and grace * 1000 <= self.request_deadline_ms:
             raise ValueError(
                 "CACHE_EVICTION_GRACE_SECONDS must be longer than REQUEST_DEADLINE_MS, or a "
                 "request that read a document before it changed could cache the old one"
@@ -351,6 +354,13 @@ class Settings(BaseSettings):
         """The URL configured for one source: its own override, else the shared one."""
         override: str | None = getattr(self, f"mongodb_url_{source.value}")
         return override or self.mongodb_url
+
+    @property
+    def eviction_grace_seconds(self) -> int:
+        """CACHE_EVICTION_GRACE_SECONDS, or derived from the request deadline."""
+        if self.cache_eviction_grace_seconds is not None:
+            return self.cache_eviction_grace_seconds
+        return max(30, math.ceil(self.request_deadline_ms / 1000) + 5)
 
     @property
     def dev_keys_dir(self) -> Path:

@@ -392,3 +392,12 @@ async def test_watch_runs_apart_from_the_gateway(
             out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     assert out.decode() == "watch: stopped\n"
+
+
+def test_the_eviction_grace_outlasts_any_request_deadline() -> None:
+    """Derived from the deadline unless set; set, it must be longer than a request."""
+    assert Settings(request_deadline_ms=3_000).eviction_grace_seconds == 30
+    assert Settings(request_deadline_ms=30_000).eviction_grace_seconds == 35
+    assert Settings(cache_eviction_grace_seconds=90).eviction_grace_seconds == 90
+    with pytest.raises(ValueError, match="CACHE_EVICTION_GRACE_SECONDS must be longer"):
+        Settings(request_deadline_ms=30_000, cache_eviction_grace_seconds=30)
