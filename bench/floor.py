@@ -266,7 +266,7 @@ class Floor:
         pages, generation = await self.redis.mget(
             [
                 key("registry", "enterprise_search", f"{fingerprint}:{last}:50", "pages"),
-                key("registry", "enterprise_search", "current", "generation"),
+                "ig:2:search-generation",
             ]
         )
         shown, more, resume, computed_in = unpack(pages)

@@ -154,6 +154,13 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
             app.state.watcher = watcher if settings.watcher_enabled else None
             if settings.watcher_enabled:
                 watcher.start()
+                # Serve once every stream is open and any gap's entries are evicted, so
+                # no answer comes from an entry the watcher was about to evict; a source
+                # that is down does not hold start-up (its stream keeps trying).
+                closed = await watcher.wait_settled(settings.startup_timeout_ms / 1000)
+                if closed:
+                    names = ", ".join(source.value for source in closed)
+                    log.warning("serving before the change streams of %s are open", names)
             try:
                 yield
             finally:

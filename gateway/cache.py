@@ -227,16 +227,20 @@ class DocumentCache:
         return evicted
 
     async def start(self, key: str, value: bytes) -> bytes | None:
-        """``key`` := ``value`` with no TTL (a marker, such as a generation); the value,
-        or None when Redis could not take it."""
+        """``key`` := ``value`` with no TTL unless it holds one already (a marker, such
+        as a generation, that concurrent callers start at once); the value it holds
+        then, or None when Redis could not answer."""
         if not self.available:
             return None
         try:
-            await self._redis.set(key, value)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, value, nx=True)
+                pipe.get(key)
+                _, held = await pipe.execute()
         except RedisError as exc:
             self.suspect("SET", exc)
             return None
-        return value
+        return held if isinstance(held, bytes) and held != TOMBSTONE else None
 
     async def put(self, key: str, value: bytes) -> None:
         """``key`` := ``value``, no TTL. Raises ``RedisError``."""

@@ -70,6 +70,8 @@ class Watcher:
         self._skip = skip_collections or {}
         self._pre_images = pre_images or {}
         self._open: dict[Source, asyncio.Event] = {source: asyncio.Event() for source in Source}
+        #: Set once a source's stream opened or its first attempt failed.
+        self._settled: dict[Source, asyncio.Event] = {source: asyncio.Event() for source in Source}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         #: Changes handled since start, per source (for logs and tests).
@@ -88,6 +90,17 @@ class Watcher:
         async with asyncio.timeout(timeout_s):
             for event in self._open.values():
                 await event.wait()
+
+    async def wait_settled(self, timeout_s: float) -> list[Source]:
+        """Until each source's stream opened or failed once (a source that is down does
+        not hold start-up); the sources not open then."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                for event in self._settled.values():
+                    await event.wait()
+        except TimeoutError:
+            pass
+        return [source for source, event in self._open.items() if not event.is_set()]
 
     async def stop(self) -> None:
         """Let each stream finish its getMore and close (cancelling one mid-getMore can
@@ -189,9 +202,11 @@ class Watcher:
                     continue
                 failures += 1
                 log.warning("%s: change stream failed: %s", source.value, exc)
+                self._settled[source].set()
             except PyMongoError as exc:
                 failures += 1
                 log.warning("%s: change stream unavailable (%s)", source.value, type(exc).__name__)
+                self._settled[source].set()
             await self._pause(_BACKOFF_S[min(failures, len(_BACKOFF_S)) - 1])
 
     async def _stream(
@@ -218,6 +233,7 @@ class Watcher:
                 if opened_at is not None:
                     await self._retrying(source, partial(self._save_token, token=opened_at))
             self._open[source].set()
+            self._settled[source].set()
             saved_at = time.monotonic()
             unsaved = False
             while stream.alive and not self._stopping.is_set():

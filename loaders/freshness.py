@@ -311,6 +311,9 @@ class Freshness:
         search again when the source feeds it (not on a first start: whatever wrote the
         data wrote its search documents)."""
         evicted = await self._cache.evict_prefix(cache_prefix(source))
+        if source is Source.REGISTRY or source in PLATFORMS:
+            # Pages cached before the gap may be stale: none of them is served again.
+            await self._cache.put(GENERATION, new_generation())
         first_start = reason.startswith("no resume token")
         log.log(
             logging.INFO if first_start else logging.WARNING,

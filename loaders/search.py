@@ -42,6 +42,7 @@ from gateway.metrics import SOURCE_ERRORS
 from gateway.settings import Source
 from gateway.sources import Sources
 from loaders.base import (
+    CACHE_FORMAT,
     Document,
     cache_key,
     pack,
@@ -77,7 +78,10 @@ SEARCH = "enterprise_search"
 #: ``FENCE_EVERY``-th of their USCCs, in order).
 FACETS = "enterprise_search_facets"
 #: The generation search pages are valid in (see ``search_page``).
-GENERATION = cache_key(Source.REGISTRY, SEARCH, "generation", "current")
+#: Not under the registry's cache prefix: evicting the registry's documents (a change
+#: stream that lost its history) must set a new generation, not leave none, which
+#: every concurrent search would then start anew.
+GENERATION = f"ig:{CACHE_FORMAT}:search-generation"
 #: The facet every enterprise has: the walk of a search without filters.
 ALL = "*"
 #: Bump when ``document_facets`` changes: start-up then gives every document its new
