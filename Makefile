@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint schema bench clean
+.PHONY: install run test lint schema bench bench-freshness clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -24,6 +24,10 @@ test: install
 # The gateway against the floor of its stack (bench/speed.py); needs wrk (apt-get install wrk).
 bench: install
 	$(BIN)/python bench/speed.py
+
+# How long a change made straight in MongoDB takes to show through GraphQL.
+bench-freshness: install
+	$(BIN)/python bench/freshness.py
 
 lint: install
 	$(BIN)/ruff check gateway resolvers loaders tests

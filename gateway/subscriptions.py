@@ -93,11 +93,16 @@ class _Connection:
             await self.websocket.send_text(orjson.dumps(message).decode())
 
     async def receive(self) -> dict[str, Any]:
-        text = await self.websocket.receive_text()
-        if len(text) > _MAX_MESSAGE_BYTES:
+        """The next message, as JSON in a text frame or (as graphql-ws's own server
+        takes it) UTF-8 JSON in a binary one."""
+        frame = await self.websocket.receive()
+        if frame["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(frame.get("code", 1000), frame.get("reason"))
+        data: str | bytes = frame["text"] if frame.get("text") is not None else frame["bytes"]
+        if len(data) > _MAX_MESSAGE_BYTES:
             raise _Close(4400, "Message too large")
         try:
-            message = orjson.loads(text)
+            message = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise _Close(4400, "Invalid message received") from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):

@@ -43,6 +43,7 @@ __all__ = [
     "notification_channel",
     "notify",
     "notify_external",
+    "stored_now",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,12 @@ NOTIFICATIONS = "notifications"
 MUTATIONS = "mutations"
 #: Redis channel of one enterprise's live notifications.
 _CHANNEL = "ig:notifications:"
+
+
+def stored_now() -> dt.datetime:
+    """Now, to the millisecond BSON keeps: what a write answers is what a read will."""
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def notification_channel(uscc: str) -> str:
@@ -134,7 +141,7 @@ async def audit_write(
         {
             "viewer": _who(viewer),
             "request_id": request_id,
-            "at": dt.datetime.now(dt.UTC),
+            "at": stored_now(),
             "enterprise": enterprise,
             "action": action,
             "before": before,
@@ -183,7 +190,7 @@ async def claim(
                 "mutation": mutation,
                 "input": fingerprint,
                 "state": "pending",
-                "at": dt.datetime.now(dt.UTC),
+                "at": stored_now(),
             }
         )
         return Claim(key)
@@ -239,7 +246,7 @@ async def notify(
         "kind": kind,
         "title": title,
         "body": body,
-        "at": dt.datetime.now(dt.UTC),
+        "at": stored_now(),
         "read": False,
     }
     if event is not None:

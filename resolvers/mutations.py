@@ -285,7 +285,7 @@ class Mutation:
                 "previous_value": previous,
                 "explanation": reason,
                 "state": "OPEN",
-                "requested_at": dt.datetime.now(dt.UTC),
+                "requested_at": writes.stored_now(),
                 "requested_by": {"kind": context.viewer.kind, "subject": context.viewer.subject},
                 "request_id": context.request_id,
             }
@@ -371,7 +371,7 @@ class Mutation:
             outcome = {
                 "state": state,
                 "note": answer,
-                "resolved_at": dt.datetime.now(dt.UTC),
+                "resolved_at": writes.stored_now(),
                 "resolved_by": {"kind": context.viewer.kind, "subject": context.viewer.subject},
             }
             try:
@@ -480,7 +480,7 @@ class Mutation:
             new: Document = {
                 "_id": uscc,
                 "status": state.value,
-                "since": dt.datetime.now(dt.UTC),
+                "since": writes.stored_now(),
                 "reason": why,
                 "set_by": {
                     "kind": context.viewer.kind,

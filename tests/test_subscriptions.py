@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from pymongo import MongoClient
 from starlette.testclient import TestClient
@@ -150,3 +151,16 @@ def test_queries_go_over_http(app_client: TestClient, settings: Settings) -> Non
         message = socket.receive_json()
     assert message["type"] == "error"
     assert message["payload"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_binary_frames_carry_the_same_messages(app_client: TestClient, settings: Settings) -> None:
+    """graphql-ws's own server takes UTF-8 JSON in binary frames; other bytes close 4400."""
+    headers = bearer(settings, "member")
+    init = {"type": "connection_init", "payload": {"Authorization": headers["authorization"]}}
+    with app_client.websocket_connect("/graphql", subprotocols=[PROTOCOL]) as socket:
+        socket.send_bytes(orjson.dumps(init))
+        assert socket.receive_json() == {"type": "connection_ack"}
+        socket.send_bytes(b"\xff\xfe not json")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+    assert closed.value.code == 4400

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from gateway.settings import Settings, Source
 from gateway.sources import GATEWAY_DATABASE
+from loaders import writes
 from loaders.base import cache_key
 from loaders.codes import uscc_check_chars
 from tests.conftest import Stores, bearer, graphql_as
@@ -43,7 +44,7 @@ mutation ($id: ID!, $a: Boolean!, $n: String!) {
 STATUS = """
 mutation ($u: USCC!, $s: ServiceState!, $r: String, $c: String) {
   setServiceStatus(uscc: $u, state: $s, reason: $r, clientMutationId: $c) {
-    replayed serviceStatus { state reason }
+    replayed serviceStatus { state reason since }
   }
 }
 """
@@ -327,6 +328,7 @@ async def test_a_suspension_withholds_the_grade_everywhere_at_once(
     original = active[0]
     uscc = original["_id"]
     await forget_write_side(mongo, uscc)  # what other modules' changes told it
+    started = writes.stored_now()
     member = bearer(settings, "member")
     seen = """
     query ($u: USCC!, $us: [String!]!) {
@@ -345,10 +347,19 @@ async def test_a_suspension_withholds_the_grade_everywhere_at_once(
         body = await graphql_as(
             client, operator(settings), STATUS, {"u": uscc, "s": "SUSPENDED", "r": "核查中"}
         )
+        since = body["data"]["setServiceStatus"]["serviceStatus"].pop("since")
         assert body["data"]["setServiceStatus"] == {
             "replayed": False,
             "serviceStatus": {"state": "SUSPENDED", "reason": "核查中"},
         }
+        reread = await graphql_as(
+            client,
+            member,
+            "query($u: USCC!){enterprise(uscc:$u){serviceStatus{since}}}",
+            {"u": uscc},
+        )
+        # What the write answered is what a read shows (BSON keeps milliseconds).
+        assert reread["data"]["enterprise"]["serviceStatus"]["since"] == since
         after = await graphql_as(client, member, seen, {"u": uscc, "us": [uscc]})
         assert after["data"]["enterprise"] == {
             "integrityLevel": None,
@@ -380,7 +391,7 @@ async def test_a_suspension_withholds_the_grade_everywhere_at_once(
         assert kinds == ["STATUS", "STATUS"]
         audited = (
             mongo["audit"]["records"]
-            .find({"action": "setServiceStatus", "enterprise": uscc})
+            .find({"action": "setServiceStatus", "enterprise": uscc, "at": {"$gte": started}})
             .sort("at", 1)
         )
         moves = [(r["before"]["status"], r["after"]["status"]) async for r in audited]
@@ -391,7 +402,10 @@ async def test_a_suspension_withholds_the_grade_everywhere_at_once(
 
 
 async def test_setting_an_unknown_enterprise_or_the_same_state_is_refused(
-    client: httpx.AsyncClient, settings: Settings, seeded: list[str]
+    client: httpx.AsyncClient,
+    settings: Settings,
+    seeded: list[str],
+    mongo: AsyncMongoClient[dict[str, Any]],
 ) -> None:
     unknown = await graphql_as(
         client, operator(settings), STATUS, {"u": UNKNOWN, "s": "SUSPENDED", "r": "x"}
@@ -399,6 +413,19 @@ async def test_setting_an_unknown_enterprise_or_the_same_state_is_refused(
     assert codes(unknown) == ["NOT_FOUND"]
     anonymous = await graphql_as(client, {}, STATUS, {"u": seeded[0], "s": "SUSPENDED", "r": "x"})
     assert codes(anonymous) == ["UNAUTHENTICATED"]
+    statuses = mongo["integrity"]["service_status"]
+    active = await statuses.find_one({"_id": {"$in": seeded}, "status": "ACTIVE"})
+    assert active is not None
+    again = await graphql_as(
+        client, operator(settings), STATUS, {"u": active["_id"], "s": "ACTIVE", "c": "same-1"}
+    )
+    assert codes(again) == ["TRANSITION_NOT_ALLOWED"]
+    assert again["errors"][0]["message"] == "The service cannot move from ACTIVE to ACTIVE."
+    assert await statuses.find_one({"_id": active["_id"]}) == active
+    assert (
+        await mongo[GATEWAY_DATABASE]["mutations"].count_documents({"_id": {"$regex": "same-1"}})
+        == 0
+    )
 
 
 async def test_an_owner_reads_and_marks_its_notifications(
