@@ -57,7 +57,7 @@ async def main(data_dir: Path) -> None:
             # Measured, never refused: this measures request cost, not the limits.
             rate_limit_member="1000000000/minute", cost_limit_operator=1_000_000,
         )  # fmt: skip
-        bulk = Sources({source: mongo.url for source in Source}, timeout_ms=5000, bulk=True)
+        bulk = Sources.from_settings(settings, None, bulk=True)
         await seed(bulk, enterprises=ENTERPRISES, random_seed=1)
         usccs = [doc["_id"] async for doc in bulk.db(Source.REGISTRY)["enterprises"].find()]
         await bulk.close()

@@ -7,12 +7,14 @@ re-seed over the same data (which first drops what is there).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from gateway.embedded import EmbeddedMongo
+from gateway.pii import Keyring
 from gateway.settings import Source
 from gateway.sources import Sources
 from loaders.seed import seed
@@ -21,7 +23,12 @@ from loaders.seed import seed
 async def run(enterprises: int, data_dir: Path) -> None:
     with EmbeddedMongo(data_dir / "mongodb") as server:
         assert isinstance(server, EmbeddedMongo)
-        sources = Sources({source: server.url for source in Source}, timeout_ms=5000, bulk=True)
+        sources = Sources(
+            {source: server.url for source in Source},
+            timeout_ms=5000,
+            bulk=True,
+            keyring=Keyring([("bench", secrets.token_bytes(32))]),
+        )
         try:
             for label in ("fresh", "re-seed"):
                 started = time.perf_counter()

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import random
 import re
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -48,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from bench.scenarios import SCENARIOS, Scenario  # noqa: E402
 from gateway.devkeys import dev_jwks, mint_role_token  # noqa: E402
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis, free_port  # noqa: E402
+from gateway.pii import Keyring  # noqa: E402
 from gateway.settings import Settings, Source  # noqa: E402
 from gateway.sources import Sources  # noqa: E402
 from loaders.search import Criteria  # noqa: E402
@@ -55,6 +58,8 @@ from loaders.seed import seed  # noqa: E402
 from resolvers.search import encode_cursor  # noqa: E402
 
 CURSOR_SECRET = "bench-cursor-secret"
+#: The run's key for ID numbers at rest: the seeder seals with it, the gateway opens.
+PII_KEYS = f"bench:{base64.b64encode(secrets.token_bytes(32)).decode()}"
 UNLIMITED = "1000000000/minute"
 BODIES = {"badge": 2000, "badges-100": 300, "archive-public": 2000, "archive-whole": 1000}
 SEARCH_BODIES = 100
@@ -239,7 +244,12 @@ def seed_store(url: str, enterprises: int) -> list[str]:
     started = time.perf_counter()
 
     async def seeded() -> list[str]:
-        sources = Sources(dict.fromkeys(Source, url), timeout_ms=60_000, bulk=True)
+        sources = Sources(
+            dict.fromkeys(Source, url),
+            timeout_ms=60_000,
+            bulk=True,
+            keyring=Keyring.parse(PII_KEYS),
+        )
         try:
             await seed(sources, enterprises=enterprises, random_seed=1)
             cursor = sources.db(Source.REGISTRY)["enterprises"].find({}, {"_id": 1})
@@ -263,6 +273,7 @@ def gateway_environment(mongo_url: str, redis_url: str, jwks: Path, data: Path) 
         "GATEWAY_SEED_ENTERPRISES": "0",
         "GATEWAY_LOG_LEVEL": "WARNING",
         "CURSOR_SECRET": CURSOR_SECRET,
+        "PII_ENCRYPTION_KEYS": PII_KEYS,
         "RATE_LIMIT_ANONYMOUS": UNLIMITED,
         "RATE_LIMIT_MEMBER": UNLIMITED,
         "RATE_LIMIT_SERVICE": UNLIMITED,

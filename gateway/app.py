@@ -19,6 +19,7 @@ from gateway.devkeys import ALL_SCOPES, mint_role_token
 from gateway.graphql_view import GraphQLView
 from gateway.http import healthz, readyz
 from gateway.metrics import MetricsEndpoint
+from gateway.pii import Keyring
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.sources import Sources
@@ -129,6 +130,8 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # No start without the keys of the ID numbers at rest (a ConfigurationError).
+        Keyring.from_settings(settings)
         async with open_runtime(settings) as runtime:
             # Start-up work has time of its own: an index build on a large collection
             # may take far longer than a request may wait (a down source is still

@@ -1,4 +1,5 @@
-"""``integrity-gateway``: serve, seed, reindex-search, watch, token, export-schema."""
+"""``integrity-gateway``: serve, seed, reindex-search, watch, rotate-keys, token,
+export-schema."""
 
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ def _settings(**overrides: Any) -> Any:
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
 
 
+def _pii_keys_or_exit(settings: Any, command: str) -> bool:
+    """Whether the ID numbers' keys are there; a one-line reason on stderr if not."""
+    from gateway.pii import Keyring
+    from gateway.settings import ConfigurationError
+
+    try:
+        Keyring.from_settings(settings)
+    except ConfigurationError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -32,6 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
         settings.require_trusted_keys()
     except ConfigurationError as exc:
         print(f"serve: {exc}", file=sys.stderr)
+        return 2
+    if not _pii_keys_or_exit(settings, "serve"):
         return 2
     logging.basicConfig(
         level=settings.gateway_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -54,6 +70,8 @@ def _seed(args: argparse.Namespace) -> int:
 
     settings = _settings()
     logging.basicConfig(level=settings.gateway_log_level)
+    if not _pii_keys_or_exit(settings, "seed"):
+        return 2
 
     async def run() -> None:
         async with open_sources(settings, bulk=True) as sources:
@@ -95,6 +113,42 @@ def _reindex_search(args: argparse.Namespace) -> int:
             f"reindexed {enterprises} enterprises: {facets} facets "
             f"in {time.perf_counter() - started:.1f}s"
         )
+        return 0
+
+    return asyncio.run(run())
+
+
+def _rotate_keys(args: argparse.Namespace) -> int:
+    from gateway.runtime import open_sources
+    from loaders.rotation import RotationReport, rotate_keys
+
+    settings = _settings()
+    logging.basicConfig(level=settings.gateway_log_level)
+    if not _pii_keys_or_exit(settings, "rotate-keys"):
+        return 2
+
+    def progress(report: RotationReport) -> None:
+        print(f"  resealed {report.resealed} so far", flush=True)
+
+    async def run() -> int:
+        async with open_sources(settings, bulk=True) as sources:
+            kid = sources.pii.current.kid
+            started = time.perf_counter()
+            report = await rotate_keys(sources, batch=args.batch, progress=progress)
+        print(
+            f"rotate-keys: {report.resealed} ID numbers sealed with key {kid} "
+            f"in {time.perf_counter() - started:.1f}s"
+        )
+        if report.changed_meanwhile:
+            print(f"  {report.changed_meanwhile} changed meanwhile: run it again")
+        if report.unreadable:
+            shown = ", ".join((report.unreadable_ids or [])[:10])
+            print(
+                f"rotate-keys: {report.unreadable} sealed with a key not in "
+                f"PII_ENCRYPTION_KEYS (first: {shown}); add that key and run it again",
+                file=sys.stderr,
+            )
+            return 1
         return 0
 
     return asyncio.run(run())
@@ -246,6 +300,23 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     watch.set_defaults(handler=_watch)
+
+    rotate = commands.add_parser(
+        "rotate-keys",
+        help="seal every ID number with the first key of PII_ENCRYPTION_KEYS",
+        description=(
+            "Re-encrypt, in batches, every legal representative's ID number that is not "
+            "sealed with the first key of PII_ENCRYPTION_KEYS (sealed with an older key, "
+            "or stored as plain text before encryption). Keep the older keys in the "
+            "setting, after the new first one, until it has finished; interrupted, run it "
+            "again and it goes on where it stopped. Exits 1 if some number opens with no "
+            "configured key."
+        ),
+    )
+    rotate.add_argument(
+        "--batch", type=_positive, default=500, metavar="N", help="documents per batch (500)"
+    )
+    rotate.set_defaults(handler=_rotate_keys)
 
     token = commands.add_parser(
         "token",

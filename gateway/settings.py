@@ -16,10 +16,15 @@ from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: A schema coordinate: Type.field.
+_COORDINATE = re.compile(r"[A-Z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*")
+#: The values a token's ``platform`` claim takes.
+PLATFORM_CLAIMS = ("1688", "taobao", "tmall", "alibaba_com")
+
 #: A web origin: scheme, host and optional port, nothing after.
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
-__all__ = ["ConfigurationError", "Settings", "Source"]
+__all__ = ["PLATFORM_CLAIMS", "ConfigurationError", "Settings", "Source"]
 
 
 class ConfigurationError(ValueError):
@@ -285,6 +290,43 @@ class Settings(BaseSettings):
         description="How long a client mutation id is remembered (a retry gets the first answer).",
     )
 
+    # --- Personal data (DESIGN §1: the NEVER tier and the audit rule). ---
+    pii_encryption_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Keys that seal ID numbers at rest: kid:base64key[,kid:base64key...], 32-byte "
+            "keys, the first one seals. Required in production; dev mode makes one under "
+            "GATEWAY_DATA_DIR/pii-keys."
+        ),
+    )
+    audit_mongodb_url: str | None = Field(
+        default=None,
+        description="MongoDB URL of the audit trail's store; unset: the registry's cluster.",
+    )
+    audit_retention_days: int = Field(
+        default=1_095,
+        ge=30,
+        le=3_650,
+        description="How long the audit trail (and so an enterprise's accessLog) is kept.",
+    )
+    audit_timeout_ms: int = Field(
+        default=1_000,
+        ge=50,
+        le=60_000,
+        description=(
+            "How long a response waits for its sensitive reads' audit record to be written "
+            "before it withholds those fields (AUDIT_UNAVAILABLE)."
+        ),
+    )
+    platform_hidden_fields: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "Per platform (1688, taobao, tmall, alibaba_com), the fields its viewers may not "
+            'see, as Type.field, a JSON object: {"taobao": ["Enterprise.registeredCapital"]}. '
+            "Applies to every token whose platform claim names that platform."
+        ),
+    )
+
     @model_validator(mode="after")
     def _grace_outlasts_requests(self) -> Settings:
         grace = self.cache_eviction_grace_seconds
@@ -333,6 +375,28 @@ class Settings(BaseSettings):
         if self.cors_allow_credentials and self.cors_allowed_origins == ["*"]:
             raise ValueError("CORS_ALLOW_CREDENTIALS needs the origins named, not *")
         return self
+
+    @field_validator("pii_encryption_keys")
+    @classmethod
+    def _pii_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            from gateway.pii import Keyring  # it reads these settings: imported late
+
+            Keyring.parse(value.get_secret_value())
+        return value
+
+    @field_validator("platform_hidden_fields")
+    @classmethod
+    def _platforms(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for platform, fields in value.items():
+            if platform not in PLATFORM_CLAIMS:
+                raise ValueError(
+                    f"{platform!r} is not a platform: one of {', '.join(PLATFORM_CLAIMS)}"
+                )
+            for coordinate in fields:
+                if not _COORDINATE.fullmatch(coordinate):
+                    raise ValueError(f"{coordinate!r} is not Type.field")
+        return value
 
     @field_validator("trusted_proxies", "metrics_allowed_networks")
     @classmethod

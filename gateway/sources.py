@@ -12,7 +12,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from gateway.settings import Settings, Source
+from gateway.pii import Keyring
+from gateway.settings import ConfigurationError, Settings, Source
 
 __all__ = ["GATEWAY_DATABASE", "Sources"]
 
@@ -26,6 +27,13 @@ GATEWAY_DATABASE = "integrity_gateway"
 #: How long seeding and rebuilding may wait on one command before the store is taken
 #: for a dead one.
 _BULK_PATIENCE_MS = 600_000
+
+
+def _keyring_or_error(settings: Settings) -> Keyring | ConfigurationError:
+    try:
+        return Keyring.from_settings(settings)
+    except ConfigurationError as exc:
+        return exc
 
 
 class Sources:
@@ -42,11 +50,15 @@ class Sources:
         timeout_ms: int,
         bulk: bool = False,
         socket_timeout_ms: int | None = None,
+        audit_url: str | None = None,
+        keyring: Keyring | ConfigurationError | None = None,
     ) -> None:
-        """``bulk`` lifts the socket timeout, for seeding: a long insert must not be
-        cut off (and then retried, which would duplicate it). ``socket_timeout_ms``
-        gives slow work (start-up's index builds) longer than a request's reads, while
-        a source that is down is still found out within ``timeout_ms``."""
+        """``audit_url``: the audit trail's own cluster (default: the registry's).
+        ``keyring`` seals and opens ID numbers (gateway/pii.py). ``bulk`` lifts the
+        socket timeout, for seeding: a long insert must not be cut off (and then
+        retried, which would duplicate it). ``socket_timeout_ms`` gives slow work
+        (start-up's index builds) longer than a request's reads, while a source that is
+        down is still found out within ``timeout_ms``."""
         #: Each source's own timeout, seconds: also the most a request's read may take.
         self.timeout_s: float | None = None if bulk else timeout_ms / 1000
         self._clients: dict[str, AsyncMongoClient[Document]] = {}
@@ -57,7 +69,8 @@ class Sources:
         # else meanwhile) must not be taken for a dead one, which would cancel that very
         # work; a source that is down still fails server selection after ``timeout_ms``.
         patience_ms = _BULK_PATIENCE_MS if bulk else max(timeout_ms, socket_timeout_ms or 0)
-        for source, url in urls.items():
+
+        def client_for(url: str) -> AsyncMongoClient[Document]:
             client = self._clients.get(url)
             if client is None:
                 client = AsyncMongoClient(
@@ -69,10 +82,16 @@ class Sources:
                     appname="integrity-gateway",
                 )
                 self._clients[url] = client
-            self._databases[source] = client[source.value]
+            return client
+
+        for source, url in urls.items():
+            self._databases[source] = client_for(url)[source.value]
         registry_client = self._databases[Source.REGISTRY].client
-        #: The gateway's own audit log, kept on the registry's cluster.
-        self.audit: AsyncDatabase[Document] = registry_client["audit"]
+        self._keyring = keyring
+        #: The audit trail: on its own cluster if configured, else the registry's.
+        self.audit: AsyncDatabase[Document] = (
+            client_for(audit_url) if audit_url else registry_client
+        )["audit"]
         #: What the gateway itself keeps (correction requests, notifications, client
         #: mutation ids, the watcher's resume tokens), on the registry's cluster too.
         self.gateway: AsyncDatabase[Document] = registry_client[GATEWAY_DATABASE]
@@ -97,6 +116,18 @@ class Sources:
             timeout_ms=settings.mongodb_timeout_ms,
             bulk=bulk,
             socket_timeout_ms=socket_timeout_ms,
+            audit_url=settings.audit_mongodb_url,
+            keyring=_keyring_or_error(settings),
+        )
+
+    @property
+    def pii(self) -> Keyring:
+        """The keys of ID numbers at rest; a clear error where none were given (the
+        watcher, which never reads a number, runs without them)."""
+        if isinstance(self._keyring, Keyring):
+            return self._keyring
+        raise self._keyring or ConfigurationError(
+            "these sources were opened without PII_ENCRYPTION_KEYS"
         )
 
     def db(self, source: Source) -> AsyncDatabase[Document]:

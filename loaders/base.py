@@ -169,8 +169,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
 
         return later()
 
-    @staticmethod
-    def transform(doc: Document) -> Document:
+    def transform(self, doc: Document) -> Document:
         """Shape a document before it is cached or returned; by default, as stored."""
         return doc
 

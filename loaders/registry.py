@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import hmac
+import logging
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import PyMongoError
 
+from gateway.pii import PiiError, is_sealed
 from gateway.settings import Source
 from gateway.sources import Sources
 from loaders.base import Document, SourceLoader, source_error, source_timeout
@@ -24,6 +26,8 @@ __all__ = [
     "sample_usccs",
     "verify_legal_representative",
 ]
+
+log = logging.getLogger(__name__)
 
 ENTERPRISES = "enterprises"
 CHANGE_RECORDS = "change_records"
@@ -71,19 +75,31 @@ class ChangeRecordByIdLoader(SourceLoader):
 
 
 class LegalRepresentativeByUsccLoader(SourceLoader):
-    """The legal representative's ID number, masked. The raw number is dropped as the
-    document is read, so it reaches neither Redis nor a resolver."""
+    """The legal representative's ID number, masked. The number is opened (decrypted)
+    once, here, as the document is read, and only its mask is kept: the number reaches
+    neither Redis nor a resolver."""
 
     source = Source.REGISTRY
     collection = LEGAL_REPRESENTATIVES
 
-    @staticmethod
-    def transform(doc: Document) -> Document:
-        return {
-            "_id": doc["_id"],
-            "name": doc["name"],
-            "masked_id_number": mask_id_number(doc["id_number"]),
-        }
+    def transform(self, doc: Document) -> Document:
+        try:
+            masked: str | None = mask_id_number(stored_id_number(self._sources, doc))
+        except PiiError as exc:
+            # A key taken out of PII_ENCRYPTION_KEYS too early, or a tampered value:
+            # the mask is withheld, the rest of the archive served.
+            log.error("legal representative of %s: %s", doc["_id"], exc)
+            masked = None
+        return {"_id": doc["_id"], "name": doc["name"], "masked_id_number": masked}
+
+
+def stored_id_number(sources: Sources, doc: Document) -> str:
+    """The number a legal representative's document holds: opened if sealed; a value
+    stored before encryption (``rotate-keys`` seals those) as it is."""
+    value = doc["id_number"]
+    if is_sealed(value):
+        return sources.pii.open(doc["_id"], value)
+    return str(value)
 
 
 class Verification(enum.Enum):
@@ -97,8 +113,8 @@ async def verify_legal_representative(
 ) -> Verification:
     """Does this name and ID number match the enterprise's legal representative?
 
-    Read straight from MongoDB, never through the cache, and compared in constant time;
-    only the yes/no leaves this function.
+    Read straight from MongoDB, never through the cache, and compared in constant time
+    through the keyed blind index; only the yes/no leaves this function.
     """
     try:
         with source_timeout(sources, deadline):
@@ -109,6 +125,11 @@ async def verify_legal_representative(
         raise source_error(Source.REGISTRY, deadline) from None
     if doc is None:
         return Verification.NOT_FOUND
-    same_id = hmac.compare_digest(doc["id_number"].encode(), id_number.encode())
+    stored = doc["id_number"]
+    if is_sealed(stored):
+        # Through the blind index: the stored number is never opened to answer.
+        same_id = sources.pii.matches(uscc, stored, id_number)
+    else:
+        same_id = hmac.compare_digest(str(stored).encode(), id_number.encode())
     same_name = hmac.compare_digest(doc["name"].encode(), name.encode())
     return Verification.MATCH if same_id and same_name else Verification.MISMATCH

@@ -16,12 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from pymongo import monitoring
 from redis.asyncio import Redis
 
 from gateway.app import create_app
 from gateway.devkeys import mint_role_token
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis
+from gateway.pii import dev_keys_value
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from loaders.seed import seed
@@ -92,6 +94,15 @@ def settings(stores: Stores) -> Settings:
         # Tests count the MongoDB commands a request costs; a watcher's getMores would
         # be among them. tests/test_freshness.py runs the gateway with its watcher.
         watcher_enabled=False,
+    )
+
+
+def in_production(settings: Settings, **updates: Any) -> Settings:
+    """``settings`` with dev mode off, and the key the seed sealed ID numbers with
+    given as PII_ENCRYPTION_KEYS (dev mode made it under the data directory)."""
+    keys = SecretStr(dev_keys_value(settings.gateway_data_dir / "pii-keys"))
+    return settings.model_copy(
+        update={"gateway_dev_mode": False, "pii_encryption_keys": keys, **updates}
     )
 
 

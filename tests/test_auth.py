@@ -23,7 +23,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.devkeys import dev_jwks, mint_dev_token
 from gateway.settings import Settings
-from tests.conftest import CommandRecorder, bearer, graphql_as, serving
+from tests.conftest import CommandRecorder, bearer, graphql_as, in_production, serving
 
 pytestmark = pytest.mark.usefixtures("seeded")
 
@@ -209,12 +209,8 @@ async def test_jwks_file_outside_dev_mode(settings: Settings, tmp_path: Path) ->
     jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key())) | {"kid": "prod-1", "alg": "RS256"}
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
-    production = settings.model_copy(
-        update={
-            "gateway_dev_mode": False,
-            "auth_jwks_file": jwks_file,
-            "auth_issuer": "https://login.example",
-        }
+    production = in_production(
+        settings, auth_jwks_file=jwks_file, auth_issuer="https://login.example"
     )
     token = jwt.encode(
         _claims(production, role="member"), key, algorithm="RS256", headers={"kid": "prod-1"}
@@ -252,7 +248,7 @@ def jwks_url(tmp_path: Path) -> Iterator[tuple[str, Any]]:
 
 async def test_keys_from_a_jwks_url(settings: Settings, jwks_url: tuple[str, Any]) -> None:
     url, key = jwks_url
-    production = settings.model_copy(update={"gateway_dev_mode": False, "auth_jwks_url": url})
+    production = in_production(settings, auth_jwks_url=url)
     token = jwt.encode(
         _claims(production, role="owner", enterprise="91330110MAJPDCW44H"),
         key,

@@ -20,7 +20,7 @@ from gateway.cache import DocumentCache
 from gateway.devkeys import dev_jwks
 from gateway.embedded import free_port
 from gateway.settings import ConfigurationError, Settings
-from tests.conftest import CommandRecorder, bearer, graphql, serving
+from tests.conftest import CommandRecorder, bearer, graphql, in_production, serving
 from tests.test_archive import ARCHIVE, HANGZHOU, HANGZHOU_ARCHIVE, NAME
 from tests.test_failures import FILES
 from tests.test_visibility import FULL
@@ -304,7 +304,7 @@ def production(settings: Settings, tmp_path: Path) -> Settings:
     """Dev mode off; the development key served as a JWKS file, so tokens still verify."""
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(dev_jwks(settings.dev_keys_dir)), encoding="utf-8")
-    return settings.model_copy(update={"gateway_dev_mode": False, "auth_jwks_file": jwks})
+    return in_production(settings, auth_jwks_file=jwks)
 
 
 @pytest.mark.parametrize("role", ["anonymous", "member"])
@@ -352,8 +352,18 @@ async def test_dev_mode_serves_graphiql_and_introspection(client: httpx.AsyncCli
 
 
 async def test_production_without_a_trusted_key_does_not_start(settings: Settings) -> None:
-    keyless = settings.model_copy(update={"gateway_dev_mode": False})
+    keyless = in_production(settings)
     app = create_app(keyless)
     with pytest.raises(ConfigurationError, match="no trusted signing key is configured"):
+        async with app.router.lifespan_context(app):
+            pass
+
+
+async def test_production_without_the_id_numbers_key_does_not_start(
+    settings: Settings, production: Settings
+) -> None:
+    keyless = production.model_copy(update={"pii_encryption_keys": None})
+    app = create_app(keyless)
+    with pytest.raises(ConfigurationError, match="PII_ENCRYPTION_KEYS is not set"):
         async with app.router.lifespan_context(app):
             pass

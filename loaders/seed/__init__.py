@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from gateway.settings import Source
 from gateway.sources import Sources
 from loaders.indexes import ensure_indexes
-from loaders.registry import ENTERPRISES
+from loaders.registry import ENTERPRISES, LEGAL_REPRESENTATIVES
 from loaders.search import rebuild_facets
 from loaders.seed.generate import AS_OF, Batch, generate_enterprise
 
@@ -88,6 +88,9 @@ def generate(enterprises: int, random_seed: int) -> tuple[Batch, list[str]]:
 
 
 async def _insert(sources: Sources, batch: Batch, documents: Counter[str]) -> None:
+    # ID numbers are sealed before they leave the process (gateway/pii.py).
+    for doc in batch.get((Source.REGISTRY, LEGAL_REPRESENTATIVES), ()):
+        doc["id_number"] = sources.pii.seal(doc["_id"], doc["id_number"])
     # One collection at a time: concurrent bulk inserts only fight over write locks.
     for (source, collection), docs in sorted(batch.items()):
         await sources.db(source)[collection].insert_many(docs)
