@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -24,6 +27,7 @@ from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.sources import Sources
 from gateway.subscriptions import SubscriptionEndpoint
+from loaders import writes
 from loaders.audit import ensure_audit_indexes
 from loaders.freshness import create_watcher
 from loaders.indexes import ensure_indexes
@@ -125,6 +129,19 @@ def _dev_tokens(settings: Settings, owned: str) -> list[tuple[str, str]]:
     ]
 
 
+#: How often a replica moves spooled audit records and sends disclosure notices due.
+UPKEEP_INTERVAL_S = 5.0
+
+
+async def _upkeep(runtime: Runtime) -> None:
+    while True:
+        await asyncio.sleep(UPKEEP_INTERVAL_S)
+        try:
+            await writes.upkeep(runtime.sources, runtime.cache)
+        except (PyMongoError, RedisError) as exc:
+            log.warning("upkeep (audit spool, disclosure notices) failed: %s", exc)
+
+
 def create_app(settings: Settings | None = None, *, banner: bool = False) -> Starlette:
     settings = settings or Settings()
 
@@ -146,7 +163,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
                 await _seed_if_empty(runtime, startup)
                 await _rebuild_search_facets(runtime, startup)
                 await ensure_indexes(startup)
-                await ensure_audit_indexes(startup)
+                await ensure_audit_indexes(startup, settings)
                 await ensure_write_indexes(startup, settings)
                 if banner:
                     await _banner(runtime, startup)
@@ -164,9 +181,13 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
                 if closed:
                     names = ", ".join(source.value for source in closed)
                     log.warning("serving before the change streams of %s are open", names)
+            upkeep = asyncio.get_running_loop().create_task(_upkeep(runtime))
             try:
                 yield
             finally:
+                upkeep.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upkeep
                 await watcher.stop()
 
     engine = Engine(schema)

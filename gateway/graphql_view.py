@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 from graphql import OperationType
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -35,7 +34,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.viewer import Operator, Viewer
 from loaders import create_loaders
-from loaders.audit import write_audit
+from loaders.audit import record_reads
 from resolvers.context import Context
 from resolvers.engine import Engine, OperationRefused
 from resolvers.errors import ErrorCode
@@ -252,6 +251,8 @@ class GraphQLView:
             return _error_response(refused.status, refused.code, refused.message, media_type)
         if context.report.allowance is not None and context.report.allowance.allowed:
             await runtime.persisted.register(operation)  # validated and paid for
+        if audit:
+            await _record_or_withhold(runtime, audit, body)
         if "errors" in body:
             # Raised in whatever order fields finished; sent in document order, so the
             # same request always gets the same bytes.
@@ -273,13 +274,41 @@ class GraphQLView:
                 if shareable
                 else "private, no-store"
             )
-        # Written after the response is sent: auditing never delays an answer.
         return Response(
             orjson.dumps(body),
             status_code=status,
             headers=headers,
             media_type=_content_type(media_type),
-            background=BackgroundTask(write_audit, runtime.sources, audit) if audit else None,
+        )
+
+
+async def _record_or_withhold(runtime: Runtime, audit: AuditTrail, body: dict[str, Any]) -> None:
+    """No sensitive value leaves without its record: the trail is written before the
+    response, and if it cannot be, each sensitive value is withheld (null, with
+    AUDIT_UNAVAILABLE at its path) and the rest of the answer is served."""
+    data = body.get("data")
+    audit.served(data)
+    if not audit:
+        return
+    timeout_s = runtime.settings.audit_timeout_ms / 1000
+    if await record_reads(runtime.sources, audit.records(), timeout_s):
+        return
+    withheld: list[tuple[str | int, ...]] = []
+    errors = body.setdefault("errors", [])
+    for path in audit.paths:
+        if any(path[: len(done)] == done for done in withheld):
+            continue  # inside a value already withheld
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]  # type: ignore[index]
+        parent[path[-1]] = None  # type: ignore[index]
+        withheld.append(path)
+        errors.append(
+            {
+                "message": "Withheld: the audit trail could not record this read; retry shortly.",
+                "path": list(path),
+                "extensions": {"code": ErrorCode.AUDIT_UNAVAILABLE.value},
+            }
         )
 
 

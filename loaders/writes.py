@@ -20,13 +20,14 @@ from typing import Any
 import orjson
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from gateway.audit import viewer_record
 from gateway.cache import DocumentCache
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from gateway.viewer import Viewer
-from loaders.audit import RECORDS
+from loaders import audit
 from loaders.base import Document
 from loaders.freshness import Change, Freshness
 from loaders.identity import AUTHENTICATIONS
@@ -95,34 +96,7 @@ async def ensure_write_indexes(sources: Sources, settings: Settings) -> None:
     """The write side's indexes; a retention changed in the settings is applied to the
     existing TTL index."""
     for collection, models in _indexes(settings).items():
-        try:
-            await sources.gateway[collection].create_indexes(models)
-        except OperationFailure as exc:
-            if exc.code not in (85, 86):  # IndexOptionsConflict, IndexKeySpecsConflict
-                log.warning("%s indexes not ensured: %s", collection, exc)
-                continue
-            for model in models:
-                seconds = model.document.get("expireAfterSeconds")
-                if seconds is not None:
-                    await sources.gateway.command(
-                        {
-                            "collMod": collection,
-                            "index": {
-                                "name": model.document["name"],
-                                "expireAfterSeconds": seconds,
-                            },
-                        }
-                    )
-        except PyMongoError as exc:
-            log.warning("%s indexes not ensured: %s", collection, exc)
-
-
-def _who(viewer: Viewer) -> dict[str, Any]:
-    return {
-        "kind": viewer.kind,
-        "subject": viewer.subject,
-        "platform": getattr(viewer, "platform", None),
-    }
+        await audit.ensure_ttl_indexes(sources.gateway, collection, models)
 
 
 async def audit_write(
@@ -136,17 +110,21 @@ async def audit_write(
     after: Any,
 ) -> None:
     """The record of one write (who, what, before and after, request id), stored before
-    the mutation answers. Raises ``PyMongoError``."""
-    await sources.audit[RECORDS].insert_one(
+    the mutation answers: in the trail, or spooled until it answers (loaders/audit.py).
+    Raises ``PyMongoError`` only when neither the trail nor the spool does."""
+    at = stored_now()
+    await audit.append(
+        sources,
         {
-            "viewer": _who(viewer),
+            "viewer": viewer_record(viewer),
             "request_id": request_id,
-            "at": stored_now(),
+            "at": at,
+            "visible_from": at,
             "enterprise": enterprise,
             "action": action,
             "before": before,
             "after": after,
-        }
+        },
     )
 
 
@@ -425,3 +403,111 @@ async def notify_external(
 
 #: The collections whose changes ``notify_external`` tells of.
 TOLD = ((Source.INTEGRITY, SERVICE_STATUS), (Source.IDENTITY, AUTHENTICATIONS))
+
+
+# --- lawful disclosures (clause 1.11) -------------------------------------------------
+
+#: In the gateway's database: how far deferred disclosure notices have been sent.
+UPKEEP = "upkeep"
+_DISCLOSURE_NOTICES = "disclosure_notices"
+_NOTICE_OVERLAP = dt.timedelta(minutes=5)
+
+
+def _disclosure_notice(record: Document) -> tuple[str, str]:
+    fields = ", ".join(record["fields"])
+    return (
+        f"Information disclosed to {record['authority']}",
+        f"As the law requires ({record['legal_basis']}; reference {record['reference']}), "
+        f"the operator disclosed to {record['authority']}: {fields}.",
+    )
+
+
+async def record_disclosure(
+    sources: Sources,
+    cache: DocumentCache,
+    viewer: Viewer,
+    request_id: str,
+    *,
+    enterprise: str,
+    authority: str,
+    legal_basis: str,
+    reference: str,
+    fields: list[str],
+    deferred_until: dt.datetime | None,
+) -> Document:
+    """Put a disclosure on the enterprise's trail, and tell the enterprise now or, if
+    the law defers notice, when the deferral ends (``release_deferred_notices``)."""
+    at = stored_now()
+    record: Document = {
+        "_id": ObjectId(),
+        "viewer": viewer_record(viewer),
+        "request_id": request_id,
+        "at": at,
+        "visible_from": deferred_until or at,
+        "enterprise": enterprise,
+        "action": "disclosure",
+        "fields": sorted(set(fields)),
+        "purpose": [legal_basis],
+        "authority": authority,
+        "legal_basis": legal_basis,
+        "reference": reference,
+    }
+    if deferred_until is not None:
+        record["notice_deferred_until"] = deferred_until
+    # When the enterprise is to be told: now, or when the deferral ends. Told now, a
+    # failure is only logged: ``release_deferred_notices`` tells it on its next round.
+    record["notice_due"] = deferred_until or at
+    await audit.append(sources, record)
+    if deferred_until is None:
+        title, body = _disclosure_notice(record)
+        event = f"disclosure:{record['_id']}"
+        try:
+            await notify(sources, cache, enterprise, "DISCLOSURE", title, body, event=event)
+        except PyMongoError as exc:
+            log.warning("disclosure %s recorded, notice left for upkeep: %s", record["_id"], exc)
+    return record
+
+
+async def release_deferred_notices(
+    sources: Sources, cache: DocumentCache, *, now: dt.datetime | None = None
+) -> int:
+    """Tell enterprises of the disclosures whose notice has come due (a deferral
+    ended, or a notice that failed when recorded) since the last call; how many were
+    told. Safe to run in every replica at once (each notice has
+    its event key, so it is stored once)."""
+    now = now or stored_now()
+    upkeep = sources.gateway[UPKEEP]
+    mark = await upkeep.find_one({"_id": _DISCLOSURE_NOTICES})
+    # Each round looks a while back past the last one: a record written just as that
+    # round ran is not passed over (a notice already stored is not stored again).
+    since = (
+        mark["until"] - _NOTICE_OVERLAP
+        if mark is not None
+        else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    )
+    due = sources.audit[audit.RECORDS].find(
+        {"action": "disclosure", "notice_due": {"$gt": since, "$lte": now}}
+    )
+    told = 0
+    async for record in due:
+        title, body = _disclosure_notice(record)
+        sent = await notify(
+            sources,
+            cache,
+            record["enterprise"],
+            "DISCLOSURE",
+            title,
+            body,
+            event=f"disclosure:{record['_id']}",
+        )
+        told += sent is not None
+    await upkeep.update_one({"_id": _DISCLOSURE_NOTICES}, {"$set": {"until": now}}, upsert=True)
+    return told
+
+
+async def upkeep(sources: Sources, cache: DocumentCache) -> None:
+    """What every replica does every few seconds: move spooled audit records into the
+    trail, then tell enterprises of disclosures whose deferral ended (only once the
+    spool is empty, so no disclosure waiting in it is passed over)."""
+    await audit.drain_spool(sources)
+    await release_deferred_notices(sources, cache)

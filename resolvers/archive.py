@@ -22,6 +22,7 @@ from resolvers.permissions import Tier, visible
 from resolvers.platforms import PlatformFields
 from resolvers.prefetch import prefetch_enterprises, selections
 from resolvers.scalars import USCC
+from resolvers.trail import AccessLogFields
 
 __all__ = ["ArchiveQuery", "Enterprise"]
 
@@ -232,7 +233,13 @@ class RegistryFields:
 
 @strawberry.type(description="An enterprise's integrity archive.")
 class Enterprise(
-    RegistryFields, IdentityFields, IntegrityFields, PlatformFields, NoticeFields, relay.Node
+    RegistryFields,
+    IdentityFields,
+    IntegrityFields,
+    PlatformFields,
+    NoticeFields,
+    AccessLogFields,
+    relay.Node,
 ):
     pass
 

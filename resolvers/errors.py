@@ -47,6 +47,8 @@ class ErrorCode(enum.StrEnum):
     CLIENT_MUTATION_ID_REUSED = "CLIENT_MUTATION_ID_REUSED"
     #: A client mutation id whose first write is still running.
     MUTATION_IN_PROGRESS = "MUTATION_IN_PROGRESS"
+    #: A sensitive value withheld: the audit trail could not record its read.
+    AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 
 
 def bad_user_input(message: str, **extensions: object) -> GraphQLError:

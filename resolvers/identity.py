@@ -146,5 +146,12 @@ class IdentityQuery:
         result = await verify_legal_representative(
             context.sources, uscc, clean_name, number, deadline=context.loaders.deadline
         )
-        context.audit.action(uscc, "verify_legal_representative", result.value)
+        context.audit.action(
+            uscc,
+            "verify_legal_representative",
+            result.value,
+            coordinate="Query.verifyLegalRepresentative",
+            path=tuple(info._raw_info.path.as_list()),
+            scopes=(IDENTITY_VERIFY,),
+        )
         return LegalRepresentativeVerification(enterprise_uscc=uscc, uscc=uscc, result=result)

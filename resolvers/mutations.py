@@ -39,6 +39,7 @@ from resolvers.notices import (
 )
 from resolvers.permissions import Tier, visible
 from resolvers.scalars import USCC
+from resolvers.trail import AccessRecord, check_coordinates
 
 __all__ = ["CORRECTABLE", "Mutation"]
 
@@ -67,7 +68,17 @@ CORRECTABLE = {
     "registrationAuthority": Correctable("authority", 2, 100),
     "establishedOn": Correctable("established_on", 10, 10, is_date=True),
 }
-_TEXT = {"explanation": 1000, "note": 1000, "reason": 500}
+_TEXT = {
+    "explanation": 1000,
+    "note": 1000,
+    "reason": 500,
+    "authority": 200,
+    "legalBasis": 500,
+    "referenceNumber": 100,
+}
+_MAX_DISCLOSED_FIELDS = 50
+#: The longest a law may defer telling the enterprise of a disclosure, here.
+_LONGEST_DEFERRAL = dt.timedelta(days=5 * 366)
 _CLIENT_MUTATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _MAX_IDS = 100
 
@@ -111,6 +122,15 @@ class SetServiceStatusPayload(Written):
 class MarkNotificationsReadPayload(Written):
     marked: int = visible(Tier.PUBLIC, "Notifications that were unread and now are read.")
     unread_count: int = visible(Tier.PUBLIC, "Unread notifications left.")
+
+
+@strawberry.type(description="What recordDisclosure did.")
+class RecordDisclosurePayload(Written):
+    disclosure: AccessRecord | None = visible(
+        Tier.OWNER, "The disclosure, as the enterprise's accessLog shows it.", audited=False
+    )
+    #: Whose disclosure it is, for the rule on ``disclosure``.
+    enterprise_uscc: strawberry.Private[str] = ""
 
 
 # --- input checks (no database call) -------------------------------------------------
@@ -586,6 +606,93 @@ class Mutation:
             raise _source_failure(context, Source.REGISTRY) from None
         return MarkNotificationsReadPayload(
             client_mutation_id=cmid, replayed=replayed, marked=result["marked"], unread_count=unread
+        )
+
+    @visible(
+        Tier.OPERATOR,
+        "Record a disclosure of the enterprise's data to an authority as the law requires "
+        "(service agreement clause 1.11): the authority, the legal basis, the authority's "
+        "reference and the fields disclosed (as Type.field, 1 to 50). It appears in the "
+        "enterprise's accessLog and notifications at once, or, when the law defers notice, "
+        "once `noticeDeferredUntil` (a future time, at most five years ahead) has passed. "
+        "Operators only.",
+    )
+    async def record_disclosure(
+        self,
+        info: Info,
+        uscc: USCC,
+        authority: str,
+        legal_basis: str,
+        reference_number: str,
+        fields: list[str],
+        notice_deferred_until: dt.datetime | None = None,
+        client_mutation_id: str | None = None,
+    ) -> RecordDisclosurePayload | None:
+        context = info.context
+        recipient = _text("authority", authority, _TEXT["authority"])
+        basis = _text("legalBasis", legal_basis, _TEXT["legalBasis"])
+        reference = _text("referenceNumber", reference_number, _TEXT["referenceNumber"])
+        if not 0 < len(fields) <= _MAX_DISCLOSED_FIELDS:
+            raise bad_user_input(
+                f"fields names 1 to {_MAX_DISCLOSED_FIELDS} fields", argument="fields"
+            )
+        disclosed = check_coordinates(info._raw_info.schema, "fields", fields)
+        deferred = notice_deferred_until
+        if deferred is not None:
+            if deferred.tzinfo is None:
+                raise bad_user_input(
+                    "noticeDeferredUntil needs a time zone", argument="noticeDeferredUntil"
+                )
+            now = dt.datetime.now(dt.UTC)
+            if not now < deferred <= now + _LONGEST_DEFERRAL:
+                raise bad_user_input(
+                    "noticeDeferredUntil must be in the future, at most five years ahead",
+                    argument="noticeDeferredUntil",
+                )
+            deferred = deferred.astimezone(dt.UTC).replace(
+                microsecond=deferred.microsecond // 1000 * 1000
+            )
+        cmid = _client_mutation_id(client_mutation_id)
+        sources = context.sources
+
+        async def write() -> Document:
+            try:
+                enterprise = await writes.enterprise_document(sources, uscc)
+            except PyMongoError:
+                raise _source_failure(context, Source.REGISTRY) from None
+            if enterprise is None:
+                raise refused(ErrorCode.NOT_FOUND, f"No enterprise has USCC {uscc}.")
+            try:
+                record = await writes.record_disclosure(
+                    sources,
+                    context.cache,
+                    context.viewer,
+                    context.request_id,
+                    enterprise=uscc,
+                    authority=recipient,
+                    legal_basis=basis,
+                    reference=reference,
+                    fields=disclosed,
+                    deferred_until=deferred,
+                )
+            except PyMongoError:
+                raise _source_failure(context, Source.REGISTRY) from None
+            return {"record": record}
+
+        arguments = {
+            "uscc": uscc,
+            "authority": recipient,
+            "basis": basis,
+            "reference": reference,
+            "fields": sorted(disclosed),
+            "deferred": deferred.isoformat() if deferred is not None else None,
+        }
+        result, replayed = await _once(context, cmid, "recordDisclosure", arguments, write)
+        return RecordDisclosurePayload(
+            enterprise_uscc=uscc,
+            client_mutation_id=cmid,
+            replayed=replayed,
+            disclosure=AccessRecord.from_document(result["record"]),
         )
 
 

@@ -88,7 +88,7 @@ NODE_KINDS: dict[str, NodeKind] = {
 }
 
 
-async def _node(info: Info, raw: str, label: str) -> relay.Node | None:
+async def _node(info: Info, raw: str, label: str, index: int | None = None) -> relay.Node | None:
     try:
         global_id = GlobalID.from_id(raw)
     except GlobalIDValueError:
@@ -96,11 +96,12 @@ async def _node(info: Info, raw: str, label: str) -> relay.Node | None:
     kind = NODE_KINDS.get(global_id.type_name)
     if kind is None:
         raise bad_user_input(f"{label} names no type of node: {global_id.type_name!r}")
+    item = (index, global_id.type_name)
     if not kind.rule.per_enterprise:
-        enforce(info, kind.rule, None)  # before any lookup
+        enforce(info, kind.rule, None, item=item)  # before any lookup
     node = await kind.load(info, global_id.node_id)
     if node is not None and kind.rule.per_enterprise:
-        enforce(info, kind.rule, node.enterprise_uscc)
+        enforce(info, kind.rule, node.enterprise_uscc, item=item)
     result: relay.Node | None = node
     return result
 
@@ -123,5 +124,5 @@ class NodeQuery:
     def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[relay.Node | None]:
         if len(ids) > MAX_NODES:
             raise bad_user_input(f"at most {MAX_NODES} ids per call, got {len(ids)}")
-        items = [_node(info, raw, f"ids[{index}]") for index, raw in enumerate(ids)]
+        items = [_node(info, raw, f"ids[{index}]", index) for index, raw in enumerate(ids)]
         return items  # type: ignore[return-value]  # each item resolves on its own

@@ -63,6 +63,10 @@ class NotificationKind(enum.Enum):
     STATUS = strawberry.enum_value(
         "STATUS", description="The integrity service was suspended, terminated or reinstated."
     )
+    DISCLOSURE = strawberry.enum_value(
+        "DISCLOSURE",
+        description="Data was disclosed to an authority as the law requires (clause 1.11).",
+    )
 
 
 @strawberry.enum(description="Where a correction request stands.")

@@ -93,6 +93,10 @@ class Rule:
 
     tier: Tier
     scopes: frozenset[str] = frozenset()
+    #: Whether a read by anyone but the owner goes on the audit trail. Off only for
+    #: the trail itself: reading who read is not reading the enterprise's data, and a
+    #: record of it would tell the enterprise of a disclosure whose notice is deferred.
+    audited: bool = True
     #: Whether the decision depends on the enterprise (OWNER tier).
     per_enterprise: bool = field(init=False)
 
@@ -130,23 +134,44 @@ def decide(rule: Rule, viewer: Viewer, enterprise: str | None) -> Decision:
 
 
 def enforce(
-    info: strawberry.Info, rule: Rule, enterprise: str | None, *, at_field: bool = False
+    info: strawberry.Info,
+    rule: Rule,
+    enterprise: str | None,
+    *,
+    at_field: bool = False,
+    item: tuple[int | None, str] | None = None,
 ) -> None:
     """Let the field at ``info.path`` through, auditing it if sensitive, or raise the
     denial. Decided once per request for each (rule, enterprise), then looked up.
 
     ``at_field``: the denial belongs at ``info.path`` itself (a field's own check), so
     it can be located once and shared; otherwise (an item of a list field) graphql-core
-    locates it at the item."""
+    locates it at the item. ``item``: a node's index in a list (or None) and its type
+    name (``node``, ``nodes``), so an audited node is recorded as its type, at its own
+    place."""
     raw = info._raw_info
     if at_field:
-        check_field(info.context, rule, enterprise, raw.field_name, raw.field_nodes, raw.path)
+        check_field(
+            info.context,
+            rule,
+            enterprise,
+            raw.field_name,
+            raw.field_nodes,
+            raw.path,
+            raw.parent_type.name,
+        )
         return
     decision = _decision(info.context, rule, enterprise)
     if decision is Decision.ALLOW:
         return
     if decision is Decision.ALLOW_AUDITED:
-        info.context.audit.read(enterprise, _response_path(raw.path))
+        path = tuple(raw.path.as_list())
+        coordinate = f"{raw.parent_type.name}.{raw.field_name}"
+        if item is not None:
+            index, coordinate = item
+            if index is not None:
+                path = (*path, index)
+        info.context.audit.read(enterprise, coordinate, path, rule.scopes)
         return
     raise GraphQLError(
         _denial_message(raw.field_name, rule, decision), extensions={"code": decision.value}
@@ -160,6 +185,7 @@ def check_field(
     field_name: str,
     field_nodes: list[FieldNode],
     path: Path,
+    parent_type: str,
 ) -> None:
     """``enforce`` for the field at ``path`` itself, for callers that hold its parts
     rather than a Strawberry ``Info`` (the compiled plans of resolvers/plan.py)."""
@@ -167,7 +193,9 @@ def check_field(
     if decision is Decision.ALLOW:
         return
     if decision is Decision.ALLOW_AUDITED:
-        context.audit.read(enterprise, _response_path(path))
+        context.audit.read(
+            enterprise, f"{parent_type}.{field_name}", tuple(path.as_list()), rule.scopes
+        )
         return
     raise _denial(context, field_name, field_nodes, path, rule, decision)
 
@@ -177,12 +205,10 @@ def _decision(context: Any, rule: Rule, enterprise: str | None) -> Decision:
     decision: Decision | None = context.decisions.get(key)
     if decision is None:
         decision = decide(rule, context.viewer, enterprise)
+        if decision is Decision.ALLOW_AUDITED and not rule.audited:
+            decision = Decision.ALLOW
         context.decisions[key] = decision
     return decision
-
-
-def _response_path(path: Path) -> str:
-    return ".".join(str(key) for key in path.as_list() if not isinstance(key, int))
 
 
 def _denial_message(field_name: str, rule: Rule, decision: Decision) -> str:
@@ -334,13 +360,14 @@ def visible(
     *,
     scopes: Sequence[str] = (),
     enforced_by_resolver: bool = False,
+    audited: bool = True,
     **kwargs: Any,
 ) -> Any:
     """A Strawberry field (or resolver decorator) with its visibility declared.
 
     ``enforced_by_resolver``: the resolver checks the rule itself (a subscription,
-    whose source stream the extension cannot wrap)."""
-    rule = Rule(tier, frozenset(scopes))
+    whose source stream the extension cannot wrap). ``audited``: see ``Rule``."""
+    rule = Rule(tier, frozenset(scopes), audited)
     extensions: list[FieldExtension] = (
         [] if tier is Tier.PUBLIC or enforced_by_resolver else [VisibilityExtension(rule)]
     )

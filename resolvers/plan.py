@@ -408,6 +408,7 @@ class Run:
                         field.name,
                         field.nodes,
                         path,
+                        field.parent_type.name,
                     )
                 if how == _ATTRIBUTE:
                     result = getattr(source, field.python_name)

@@ -139,7 +139,28 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "Mutation.resolveCorrection": ("OPERATOR", ("corrections:resolve",)),
     "Mutation.setServiceStatus": ("OPERATOR", ("service-status:write",)),
     "Mutation.markNotificationsRead": OWNER,
+    "Mutation.recordDisclosure": ("OPERATOR", ()),
     "Subscription.notificationAdded": OWNER,
+    # The audit trail: the enterprise and operators (clause 1.5, DESIGN §1).
+    "Enterprise.accessLog": OWNER,
+    **{
+        f"AccessRecord.{name}": OWNER
+        for name in (
+            "id",
+            "at",
+            "kind",
+            "viewerKind",
+            "clientId",
+            "platform",
+            "fields",
+            "purpose",
+            "outcome",
+            "authority",
+            "legalBasis",
+            "referenceNumber",
+            "noticeDeferredUntil",
+        )
+    },
     # Payloads: what the guarded mutation answers.
     **{
         f"{payload}Payload.{name}": P
@@ -148,10 +169,12 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
             "ResolveCorrection": ("correction",),
             "SetServiceStatus": ("serviceStatus",),
             "MarkNotificationsRead": ("marked", "unreadCount"),
+            "RecordDisclosure": ("disclosure",),
         }.items()
         for name in ("clientMutationId", "replayed", *names)
-        if name != "correction"
+        if name not in ("correction", "disclosure")
     },
+    "RecordDisclosurePayload.disclosure": OWNER,
     "RequestCorrectionPayload.correction": CORRECTIONS,
     "ResolveCorrectionPayload.correction": CORRECTIONS,
 }
