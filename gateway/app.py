@@ -24,7 +24,7 @@ from gateway.http import healthz, readyz
 from gateway.metrics import MetricsEndpoint
 from gateway.pii import Keyring
 from gateway.runtime import Runtime, open_runtime
-from gateway.settings import Settings
+from gateway.settings import ConfigurationError, Settings
 from gateway.sources import Sources
 from gateway.subscriptions import SubscriptionEndpoint
 from loaders import writes
@@ -36,6 +36,7 @@ from loaders.search import needs_rebuild, rebuild_facets
 from loaders.seed import DEMO_RANDOM_SEED, holds_seed, registry_is_empty, seed
 from loaders.writes import ensure_write_indexes
 from resolvers.engine import Engine
+from resolvers.permissions import check_platform_fields
 from resolvers.schema import schema
 
 __all__ = ["create_app"]
@@ -147,8 +148,13 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # No start without the keys of the ID numbers at rest (a ConfigurationError).
+        # No start without the keys of the ID numbers at rest, nor with a platform's
+        # field set naming what cannot be hidden (ConfigurationError).
         Keyring.from_settings(settings)
+        try:
+            check_platform_fields(schema._schema, settings.platform_hidden_fields)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         async with open_runtime(settings) as runtime:
             # Start-up work has time of its own: an index build on a large collection
             # may take far longer than a request may wait (a down source is still

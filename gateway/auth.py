@@ -19,7 +19,7 @@ import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 
 from gateway.devkeys import dev_jwks
-from gateway.settings import Settings
+from gateway.settings import PLATFORM_CLAIMS, Settings
 from gateway.viewer import Anonymous, Member, Operator, Owner, ServiceClient, Viewer
 from loaders.codes import UsccError, validate_uscc
 
@@ -156,6 +156,10 @@ def viewer_from_claims(claims: dict[str, object]) -> Viewer:
     """The viewer a verified token describes; its claims must fit its role."""
     subject = _text_claim(claims, "sub") or ""
     platform = _text_claim(claims, "platform")
+    if platform is not None and platform not in PLATFORM_CLAIMS:
+        # A platform's field set is enforced by this claim: one misspelt must not
+        # pass for no platform at all.
+        raise TokenError(f"the token's platform must be one of {', '.join(PLATFORM_CLAIMS)}")
     role = claims.get("role")
     if role == "member":
         return Member(subject=subject, platform=platform)

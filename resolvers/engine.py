@@ -29,6 +29,7 @@ from graphql import (
     specified_rules,
     subscribe,
 )
+from graphql.execution import MiddlewareManager
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -46,7 +47,7 @@ from resolvers.limits import (
     operation_cost,
     public_cached,
 )
-from resolvers.permissions import public_operation, select_operation
+from resolvers.permissions import platform_middleware, public_operation, select_operation
 from resolvers.plan import compiled_plan
 
 __all__ = ["Engine", "OperationRefused"]
@@ -159,6 +160,7 @@ class Engine:
         refusal = await self._charge(prepared, operation_name, variables, context)
         if refusal is not None:
             return _body(None, [refusal], self._priced(context))
+        deny_hidden = platform_middleware(context)
         outcome = await await_maybe(
             subscribe(
                 self.graphql_schema,
@@ -166,6 +168,7 @@ class Engine:
                 context_value=context,
                 variable_values=variables,
                 operation_name=operation_name,
+                middleware=MiddlewareManager(deny_hidden) if deny_hidden else None,
             )
         )
         if isinstance(outcome, ExecutionResult):
@@ -282,6 +285,11 @@ class Engine:
         context: Context,
         extensions: dict[str, Any] | None,
     ) -> ExecutionResult:
+        deny_hidden = platform_middleware(context)
+        if deny_hidden is not None:  # a platform that shows less: the reference executor
+            return await self.reference(
+                measured, operation_name, variables, context, extensions, [deny_hidden]
+            )
         if measured.cached:
             plan = compiled_plan(
                 self.graphql_schema, measured.query, measured.tokens, operation_name
@@ -297,6 +305,7 @@ class Engine:
         variables: dict[str, Any] | None,
         context: Context,
         extensions: dict[str, Any] | None = None,
+        middleware: list[Any] | None = None,
     ) -> ExecutionResult:
         """graphql-core's executor, as Strawberry would call it."""
         result = await await_maybe(
@@ -306,6 +315,7 @@ class Engine:
                 variable_values=variables,
                 operation_name=operation_name,
                 context_value=context,
+                middleware=middleware,
                 executor_class=StrawberryGraphQLCoreExecutionContext,
                 is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
                 operation_extensions=extensions,

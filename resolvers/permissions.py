@@ -46,10 +46,13 @@ __all__ = [
     "Visibility",
     "VisibilityExtension",
     "check_field",
+    "check_platform_fields",
     "decide",
     "enforce",
     "field_rule",
     "fragment_definitions",
+    "platform_hidden",
+    "platform_middleware",
     "public_operation",
     "select_operation",
     "visible",
@@ -378,3 +381,50 @@ def visible(
         metadata={"rule": rule},
         **kwargs,
     )
+
+
+# --- what a platform shows (service agreement clause 1.14) ----------------------------
+
+
+def platform_hidden(context: Any) -> frozenset[str]:
+    """The fields the viewer's platform does not show (PLATFORM_HIDDEN_FIELDS), as
+    Type.field; empty for a viewer without a platform claim."""
+    platform = getattr(context.viewer, "platform", None)
+    if platform is None:
+        return frozenset()
+    return frozenset(context.settings.platform_hidden_fields.get(platform, ()))
+
+
+def platform_middleware(context: Any) -> Callable[..., Any] | None:
+    """A graphql-core middleware that denies, like a tier, the fields the viewer's
+    platform does not show: null with FORBIDDEN at the field's path. None when the
+    platform hides nothing (then the operation runs as for anyone)."""
+    hidden = platform_hidden(context)
+    if not hidden:
+        return None
+    platform = context.viewer.platform
+
+    def deny_hidden(next_: Callable[..., Any], root: Any, info: Any, **arguments: Any) -> Any:
+        if f"{info.parent_type.name}.{info.field_name}" in hidden:
+            raise GraphQLError(
+                f"{info.field_name} is not shown to viewers of platform {platform} "
+                "(its field set, service agreement clause 1.14).",
+                extensions={"code": Decision.FORBIDDEN.value},
+            )
+        return next_(root, info, **arguments)
+
+    return deny_hidden
+
+
+def check_platform_fields(schema: GraphQLSchema, hidden: dict[str, list[str]]) -> None:
+    """Each hidden field is a field of the schema; ValueError if not. (A hidden field
+    that cannot be null takes its nearest nullable parent with it, as GraphQL says a
+    non-null field's error does.)"""
+    for platform, coordinates in hidden.items():
+        for coordinate in coordinates:
+            type_name, _, field_name = coordinate.partition(".")
+            found = schema.get_type(type_name)
+            if field_name not in getattr(found, "fields", {}):
+                raise ValueError(
+                    f"PLATFORM_HIDDEN_FIELDS[{platform}]: {coordinate} is not a field of the schema"
+                )

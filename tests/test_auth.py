@@ -130,6 +130,10 @@ def _owner_of_invalid_uscc(settings: Settings) -> str:
     )
 
 
+def _unknown_platform(settings: Settings) -> str:
+    return _dev(settings, claims={"sub": "u-1", "role": "service", "platform": "Taobao"})
+
+
 CASES = [
     (_alg_none, "the token algorithm 'none' is not accepted"),
     (_hs256_with_public_key, "the token algorithm 'HS256' is not accepted"),
@@ -147,6 +151,7 @@ CASES = [
         "the token's enterprise is not a valid USCC: "
         "USCC position 18 fails the GB 32100 MOD 31 check",
     ),
+    (_unknown_platform, "the token's platform must be one of 1688, taobao, tmall, alibaba_com"),
     (lambda settings: "abc.def.ghi", "the token is malformed"),
 ]
 
