@@ -286,6 +286,7 @@ README_QUERIES_COST = {
     "Badges": 30,
     "Again": 10,
     "Inbox": 43,
+    "Trail": 52,
 }
 
 
