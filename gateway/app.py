@@ -130,13 +130,14 @@ def _dev_tokens(settings: Settings, owned: str) -> list[tuple[str, str]]:
     ]
 
 
-#: How often a replica moves spooled audit records and sends disclosure notices due.
-UPKEEP_INTERVAL_S = 5.0
-
-
 async def _upkeep(runtime: Runtime) -> None:
+    """Every UPKEEP_INTERVAL_SECONDS: spooled audit records into the trail, and the
+    disclosure notices that came due."""
+    interval = runtime.settings.upkeep_interval_seconds
+    if not interval:
+        return
     while True:
-        await asyncio.sleep(UPKEEP_INTERVAL_S)
+        await asyncio.sleep(interval)
         try:
             await writes.upkeep(runtime.sources, runtime.cache)
         except (PyMongoError, RedisError) as exc:

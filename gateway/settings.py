@@ -318,6 +318,15 @@ class Settings(BaseSettings):
             "before it withholds those fields (AUDIT_UNAVAILABLE)."
         ),
     )
+    upkeep_interval_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3_600,
+        description=(
+            "How often each replica moves spooled audit records into the trail and sends "
+            "disclosure notices that came due; 0 turns it off (then run none of either)."
+        ),
+    )
     platform_hidden_fields: dict[str, list[str]] = Field(
         default_factory=dict,
         description=(

@@ -169,7 +169,11 @@ async def access_log_page(
         "action": action if action is not None else {"$in": list(ACCESS_ACTIONS)},
     }
     if not include_deferred:
-        query["visible_from"] = {"$lte": now or dt.datetime.now(dt.UTC)}
+        # (Records written before deferrals existed have no visible_from: shown.)
+        query["$or"] = [
+            {"visible_from": {"$lte": now or dt.datetime.now(dt.UTC)}},
+            {"visible_from": {"$exists": False}},
+        ]
     if viewer_kind is not None:
         query["viewer.kind"] = viewer_kind
     if client_id is not None:

@@ -94,6 +94,9 @@ def settings(stores: Stores) -> Settings:
         # Tests count the MongoDB commands a request costs; a watcher's getMores would
         # be among them. tests/test_freshness.py runs the gateway with its watcher.
         watcher_enabled=False,
+        # Nor the upkeep's reads every few seconds; tests/test_audit_trail.py calls
+        # what it does directly.
+        upkeep_interval_seconds=0,
     )
 
 

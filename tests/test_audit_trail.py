@@ -10,6 +10,7 @@ only what the test did.
 from __future__ import annotations
 
 import ast
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from gateway.settings import Settings
@@ -410,3 +412,52 @@ def test_no_code_updates_or_deletes_a_record() -> None:
                 ):
                     touching.append(node.func.attr)
     assert sorted(set(touching)) == ["find", "insert_many"]
+
+
+async def test_each_replica_drains_the_spool_on_its_own(
+    settings: Settings, seeded: list[str], mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    spooled = {
+        "_id": ObjectId(),
+        "viewer": {"kind": "operator", "subject": "staff-9", "platform": None},
+        "request_id": "spooled-1",
+        "at": writes.stored_now(),
+        "enterprise": seeded[-6],
+        "action": "setServiceStatus",
+        "before": None,
+        "after": {"status": "ACTIVE"},
+    }
+    await mongo[GATEWAY_DATABASE][SPOOL].insert_one(spooled)
+    ticking = settings.model_copy(update={"upkeep_interval_seconds": 0.05})
+    async with serving(ticking):
+        for _ in range(200):
+            if await mongo[GATEWAY_DATABASE][SPOOL].count_documents({}) == 0:
+                break
+            await asyncio.sleep(0.05)
+    assert await mongo[GATEWAY_DATABASE][SPOOL].count_documents({}) == 0
+    assert await mongo["audit"][RECORDS].find_one({"_id": spooled["_id"]}) == spooled
+
+
+async def test_records_from_before_deferrals_are_shown(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    seeded: list[str],
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    uscc = seeded[-7]
+    await mongo["audit"][RECORDS].insert_one(
+        {
+            "viewer": {"kind": "service", "subject": "old-client", "platform": None},
+            "request_id": "legacy-1",
+            "at": writes.stored_now(),
+            "enterprise": uscc,
+            "action": "read",
+            "fields": ["LegalRepresentative.maskedIdNumber"],
+        }
+    )
+    seen = _log(
+        await graphql_as(client, bearer(settings, "owner", enterprise=uscc), LOG, {"u": uscc})
+    )
+    assert [(r["clientId"], r["fields"], r["purpose"]) for r in seen] == [
+        ("old-client", ["LegalRepresentative.maskedIdNumber"], [])
+    ]
