@@ -253,6 +253,17 @@ async def _after_write(context: Context, work: Awaitable[Any], what: str) -> Non
         log.error("%s failed after a write (request %s): %s", what, context.request_id, exc)
 
 
+async def _enterprise(context: Context, uscc: str) -> Document:
+    """The enterprise's registry document, read for a write; NOT_FOUND if none."""
+    try:
+        enterprise = await writes.enterprise_document(context.sources, uscc)
+    except PyMongoError:
+        raise _source_failure(context, Source.REGISTRY) from None
+    if enterprise is None:
+        raise refused(ErrorCode.NOT_FOUND, f"No enterprise has USCC {uscc}.")
+    return enterprise
+
+
 def _freshness(context: Context) -> Freshness:
     return Freshness(context.sources, context.cache)
 
@@ -288,12 +299,7 @@ class Mutation:
         sources = context.sources
 
         async def write() -> Document:
-            try:
-                enterprise = await writes.enterprise_document(sources, uscc)
-            except PyMongoError:
-                raise _source_failure(context, Source.REGISTRY) from None
-            if enterprise is None:
-                raise refused(ErrorCode.NOT_FOUND, f"No enterprise has USCC {uscc}.")
+            enterprise = await _enterprise(context, uscc)
             previous = _shown(enterprise.get(target.document_field))
             if previous == proposed_text:
                 raise refused(ErrorCode.NO_CHANGE, f"{field} already shows this value.")
@@ -656,12 +662,7 @@ class Mutation:
         sources = context.sources
 
         async def write() -> Document:
-            try:
-                enterprise = await writes.enterprise_document(sources, uscc)
-            except PyMongoError:
-                raise _source_failure(context, Source.REGISTRY) from None
-            if enterprise is None:
-                raise refused(ErrorCode.NOT_FOUND, f"No enterprise has USCC {uscc}.")
+            await _enterprise(context, uscc)
             try:
                 record = await writes.record_disclosure(
                     sources,

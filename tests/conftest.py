@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from pymongo import monitoring
+from pymongo import AsyncMongoClient, monitoring
 from redis.asyncio import Redis
 
 from gateway.app import create_app
@@ -137,6 +137,16 @@ async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def client(settings: Settings, seeded: list[str]) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(settings) as http:
         yield http
+
+
+@pytest.fixture
+async def mongo(stores: Stores) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    """A client of the suite's store, for reading and changing it behind the gateway."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stores.mongodb_url, tz_aware=True)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 @pytest.fixture

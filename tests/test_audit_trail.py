@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from gateway.settings import Settings
 from gateway.sources import GATEWAY_DATABASE, Sources
 from loaders import writes
 from loaders.audit import RECORDS, SPOOL, drain_spool
-from tests.conftest import Stores, bearer, graphql_as, serving
+from tests.conftest import bearer, graphql_as, serving
 from tests.test_writes import UNKNOWN
 
 SENSITIVE = """
@@ -60,15 +59,6 @@ mutation ($u: USCC!, $fields: [String!]!, $until: DateTime, $c: String) {
   ) { replayed disclosure { kind authority fields noticeDeferredUntil } }
 }
 """
-
-
-@pytest.fixture
-async def mongo(stores: Stores) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stores.mongodb_url, tz_aware=True)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def _log(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -65,15 +65,6 @@ async def facets_restored(settings: Settings, seeded: list[str]) -> AsyncIterato
 
 
 @pytest.fixture
-async def mongo(stores: Stores) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stores.mongodb_url, tz_aware=True)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
 async def gateway(watched: Settings, seeded: list[str]) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(watched) as client:
         await client._transport.app.state.watcher.wait_open()  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from gateway.sources import GATEWAY_DATABASE
 from gateway.subscriptions import PROTOCOL
 from loaders.base import cache_key
 from loaders.writes import notification_channel
-from tests.conftest import Stores, bearer
+from tests.conftest import bearer
 
 #: A guard against a hung test, not a measurement.
 PATIENCE_S = 10.0
@@ -80,15 +80,6 @@ async def server(settings: Settings, seeded: list[str]) -> AsyncIterator[str]:
 async def http(server: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=f"http://{server}", timeout=PATIENCE_S) as client:
         yield client
-
-
-@pytest.fixture
-async def mongo(stores: Stores) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stores.mongodb_url, tz_aware=True)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def _write(

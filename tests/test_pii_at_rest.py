@@ -11,7 +11,6 @@ import asyncio
 import base64
 import re
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import bson
@@ -37,15 +36,6 @@ VERIFY = """query($u: USCC!, $n: String!, $i: String!) {
 }"""
 #: Anything shaped like a resident ID number: 17 digits and a check character.
 ID_SHAPED = re.compile(rb"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
-
-
-@pytest.fixture
-async def mongo(stores: Stores) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stores.mongodb_url, tz_aware=True)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def _dev_keys(settings: Settings) -> str:

@@ -7,7 +7,6 @@ stays as seeded for the modules after it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ from gateway.sources import GATEWAY_DATABASE
 from loaders import writes
 from loaders.base import cache_key
 from loaders.codes import uscc_check_chars
-from tests.conftest import Stores, bearer, graphql_as
+from tests.conftest import bearer, graphql_as
 
 #: Valid check characters, but no enterprise has it.
 UNKNOWN = "91330106MA2KXXXX" + uscc_check_chars("91330106MA2KXXXX")
@@ -61,15 +60,6 @@ query ($u: USCC!) {
   }
 }
 """
-
-
-@pytest.fixture
-async def mongo(stores: Stores) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stores.mongodb_url, tz_aware=True)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def owner(settings: Settings, uscc: str) -> dict[str, str]:
