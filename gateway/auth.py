@@ -28,7 +28,8 @@ __all__ = ["ALGORITHMS", "Authenticator", "TokenError"]
 ALGORITHMS = ("RS256", "ES256")
 _REMEMBER_S = 60.0
 _REMEMBERED_TOKENS = 4096
-_BEARER = re.compile(r"^Bearer ([A-Za-z0-9_.~+/=-]+)$")
+#: The scheme is case-insensitive (RFC 9110 §11.1): "bearer" and "BEARER" are "Bearer".
+_BEARER = re.compile(r"^Bearer +([A-Za-z0-9_.~+/=-]+)$", re.IGNORECASE)
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
 
 

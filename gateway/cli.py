@@ -193,10 +193,18 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from gateway.devkeys import mint_role_token
+    from gateway.devkeys import has_dev_key, mint_role_token
     from loaders.codes import UsccError, validate_uscc
 
     settings = _settings()
+    if settings.gateway_dev_mode and not has_dev_key(settings.dev_keys_dir):
+        print(
+            f"token: no development key in {settings.dev_keys_dir.resolve()}: start "
+            "`integrity-gateway serve` first (it makes one there), or set GATEWAY_DATA_DIR "
+            "to the data directory of the gateway you call",
+            file=sys.stderr,
+        )
+        return 2
     try:
         enterprise = validate_uscc(args.enterprise) if args.enterprise is not None else None
         token = mint_role_token(
@@ -362,9 +370,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gateway.embedded import EmbeddedError
+
     args = build_parser().parse_args(argv)
     handler = args.handler
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+    except EmbeddedError as exc:
+        # Most often: another process (`serve`) holds the embedded store. One line.
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

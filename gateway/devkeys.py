@@ -22,7 +22,7 @@ from jwt.algorithms import ECAlgorithm
 
 from gateway.settings import Settings
 
-__all__ = ["ALL_SCOPES", "ROLES", "dev_jwks", "mint_dev_token", "mint_role_token"]
+__all__ = ["ALL_SCOPES", "ROLES", "dev_jwks", "has_dev_key", "mint_dev_token", "mint_role_token"]
 
 _PRIVATE = "private.pem"
 
@@ -51,6 +51,11 @@ def _private_key(directory: Path) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{path} is not an EC private key")
     return key
+
+
+def has_dev_key(directory: Path) -> bool:
+    """Whether a development key was made in ``directory`` (by ``serve``)."""
+    return (directory / _PRIVATE).is_file()
 
 
 def _public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:

@@ -200,8 +200,13 @@ async def test_no_token_is_anonymous(client: httpx.AsyncClient) -> None:
     assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAUTHENTICATED"]
 
 
-async def test_a_valid_dev_token_logs_in(client: httpx.AsyncClient, settings: Settings) -> None:
-    body = await graphql_as(client, bearer(settings, "member"), QUERY)
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+async def test_a_valid_dev_token_logs_in(
+    client: httpx.AsyncClient, settings: Settings, scheme: str
+) -> None:
+    """The scheme is case-insensitive (RFC 9110 §11.1)."""
+    token = bearer(settings, "member")["authorization"].removeprefix("Bearer ")
+    body = await graphql_as(client, {"authorization": f"{scheme} {token}"}, QUERY)
     assert body == {
         "data": {
             "enterprise": {"name": "杭州万邦网络科技有限公司", "integrityLevel": {"grade": "B"}}

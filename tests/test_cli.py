@@ -8,6 +8,8 @@ import pytest
 
 from gateway.auth import Authenticator
 from gateway.cli import build_parser, main
+from gateway.devkeys import dev_jwks
+from gateway.embedded import EmbeddedError, EmbeddedMongo
 from gateway.settings import Settings
 from gateway.viewer import ServiceClient
 from resolvers.schema import schema
@@ -31,13 +33,24 @@ def test_seed_needs_a_positive_count(value: str, capsys: pytest.CaptureFixture[s
 
 def test_help_lists_every_command() -> None:
     text = build_parser().format_help()
-    for command in ("serve", "seed", "reindex-search", "watch", "token", "export-schema"):
+    for command in (
+        "serve",
+        "seed",
+        "reindex-search",
+        "watch",
+        "rotate-keys",
+        "token",
+        "export-schema",
+    ):
         assert command in text
 
 
 def _settings_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A data directory where `serve` has made its development key."""
     monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path))
-    return Settings()
+    settings = Settings()
+    dev_jwks(settings.dev_keys_dir)
+    return settings
 
 
 async def test_token_mints_a_token_the_gateway_accepts(
@@ -83,6 +96,21 @@ def test_token_refuses_claims_that_do_not_fit_the_role(
     assert capsys.readouterr().err.strip() == message
 
 
+def test_token_makes_no_key_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run from another directory, it would sign with a key no gateway trusts."""
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path))
+    settings = Settings()
+    assert main(["token", "--role", "member"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"token: no development key in {settings.dev_keys_dir.resolve()}: start "
+        "`integrity-gateway serve` first (it makes one there), or set GATEWAY_DATA_DIR to "
+        "the data directory of the gateway you call"
+    )
+    assert not settings.dev_keys_dir.exists()
+
+
 def test_token_refuses_outside_dev_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -92,3 +120,19 @@ def test_token_refuses_outside_dev_mode(
     assert capsys.readouterr().err.strip() == (
         "token: dev tokens are trusted only in dev mode (GATEWAY_DEV_MODE=true)"
     )
+
+
+def test_a_store_held_by_another_process_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`seed` while `serve` holds the embedded store: its reason, not a traceback."""
+    held = "embedded mongodb exited with code 1; see var/mongodb/mongodb.log (is another ...?)"
+
+    def refuse(self: EmbeddedMongo) -> None:
+        raise EmbeddedError(held)
+
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MONGODB_URL", raising=False)
+    monkeypatch.setattr(EmbeddedMongo, "start", refuse)
+    assert main(["seed", "--enterprises", "1"]) == 2
+    assert capsys.readouterr().err == f"seed: {held}\n"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 import bson
 import pytest
 
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
-from loaders import platforms, registry
+from loaders import identity, integrity, platforms, registry
 from loaders.codes import validate_id_number, validate_uscc
 from loaders.seed import MARKER_COLLECTION, SeedRefusedError, generate, seed
 from tests.conftest import RANDOM_SEED, SEEDED_ENTERPRISES
@@ -50,6 +51,36 @@ def test_a_smaller_seed_is_a_prefix_of_a_larger_one() -> None:
     assert large_usccs[:10] == small_usccs
     for key, docs in small.items():
         assert large[key][: len(docs)] == docs
+
+
+def test_nothing_happens_to_an_enterprise_before_it_was_established() -> None:
+    batch, _ = generate(2000, 3)
+    established = {
+        doc["_id"]: doc["established_on"] for doc in batch[(Source.REGISTRY, registry.ENTERPRISES)]
+    }
+    events: list[tuple[str, str, Any]] = []
+    for doc in batch[(Source.IDENTITY, identity.AUTHENTICATIONS)]:
+        events += [(doc["_id"], "verified_at", doc["verified_at"])]
+        if doc["verified_at"] is not None:
+            assert doc["expires_at"] > doc["verified_at"]
+    for doc in batch[(Source.INTEGRITY, integrity.SERVICE_STATUS)]:
+        events.append((doc["_id"], "since", doc["since"]))
+    for doc in batch[(Source.INTEGRITY, integrity.LEVELS)]:
+        events.append((doc["_id"], "evaluated_at", doc["evaluated_at"]))
+    for source in platforms.PLATFORMS:
+        for collection, field in (
+            (platforms.STORES, "opened_on"),
+            (platforms.RISK_RECORDS, "occurred_on"),
+            (platforms.CERTIFICATIONS, "certified_on"),
+        ):
+            events += [(d["uscc"], field, d[field]) for d in batch.get((source, collection), [])]
+    early = [
+        (uscc, field, day, established[uscc])
+        for uscc, field, day in events
+        if day is not None and day <= established[uscc]
+    ]
+    assert len(events) > 10_000
+    assert early == []
 
 
 def test_every_source_and_field_is_filled_with_valid_codes() -> None:

@@ -36,8 +36,25 @@ _PLATFORM_PRESENCE = {
 }
 
 
-def _day(rng: random.Random, start_days_ago: int, end_days_ago: int = 0) -> dt.datetime:
-    return AS_OF - dt.timedelta(days=rng.randint(end_days_ago, start_days_ago))
+def _day(
+    rng: random.Random,
+    start_days_ago: int,
+    end_days_ago: int = 0,
+    *,
+    after: dt.datetime | None = None,
+) -> dt.datetime:
+    """A day between ``start_days_ago`` and ``end_days_ago`` before AS_OF; with
+    ``after`` (an enterprise's establishment), never on or before it: a day drawn too
+    early is folded into what is left of the range (the same draw either way, so the
+    rest of the data set does not move)."""
+    day = AS_OF - dt.timedelta(days=rng.randint(end_days_ago, start_days_ago))
+    if after is None or day > after:
+        return day
+    latest = AS_OF - dt.timedelta(days=end_days_ago)
+    span = (latest - after).days
+    if span < 1:
+        return latest
+    return after + dt.timedelta(days=1 + (after - day).days % span)
 
 
 def _money(amount: int) -> dict[str, Any]:
@@ -165,15 +182,18 @@ def _capital_text(amount: int) -> str:
     return f"{Decimal(amount) / 10_000:f}万元人民币"
 
 
-def _authentication(rng: random.Random, uscc: str) -> Document | None:
+def _authentication(rng: random.Random, uscc: str, established: dt.datetime) -> Document | None:
     roll = rng.random()
     if roll < 0.1:
         return None  # never applied: the archive reports "not verified"
-    verified_at = _day(rng, 900, 10)
+    verified_at = _day(rng, 900, 10, after=established)
     status = "VERIFIED" if roll < 0.75 else rng.choice(("PENDING", "EXPIRED", "REJECTED"))
     expires_at = verified_at + dt.timedelta(days=365 * 3)
     if status == "EXPIRED":
-        expires_at = AS_OF - dt.timedelta(days=rng.randint(1, 200))
+        # Expired some days ago, and after it was verified.
+        expires_at = max(
+            AS_OF - dt.timedelta(days=rng.randint(1, 200)), verified_at + dt.timedelta(days=1)
+        )
     return {
         "_id": uscc,
         "verified": status == "VERIFIED",
@@ -185,20 +205,25 @@ def _authentication(rng: random.Random, uscc: str) -> Document | None:
     }
 
 
-def _service_status(rng: random.Random, uscc: str) -> Document:
+def _service_status(rng: random.Random, uscc: str, established: dt.datetime) -> Document:
     roll = rng.random()
     status, reason = "ACTIVE", None
     if roll < 0.05:
         status, reason = "SUSPENDED", rng.choice(v.SUSPENSION_REASONS)
     elif roll < 0.08:
         status, reason = "TERMINATED", rng.choice(v.TERMINATION_REASONS)
-    return {"_id": uscc, "status": status, "reason": reason, "since": _day(rng, 700, 1)}
+    return {
+        "_id": uscc,
+        "status": status,
+        "reason": reason,
+        "since": _day(rng, 700, 1, after=established),
+    }
 
 
-def _level(rng: random.Random, uscc: str) -> Document:
+def _level(rng: random.Random, uscc: str, established: dt.datetime) -> Document:
     score = rng.randint(420, 990)
     grade = v.GRADES[min(len(v.GRADES) - 1, max(0, (990 - score) // 65))]
-    evaluated = _day(rng, 300, 1)
+    evaluated = _day(rng, 300, 1, after=established)
     return {
         "_id": uscc,
         "grade": grade,
@@ -216,6 +241,7 @@ def _platform_file(
     name: str,
     code: str,
     cats: tuple[str, ...],
+    established: dt.datetime,
 ) -> None:
     short = source.value.removeprefix("platform_")
     stores = []
@@ -229,7 +255,7 @@ def _platform_file(
                 "address": _address(rng, code),
                 "main_categories": rng.sample(cats, k=min(len(cats), rng.randint(1, 3))),
                 "status": rng.choices(("OPEN", "CLOSED", "SUSPENDED"), weights=(85, 10, 5))[0],
-                "opened_on": _day(rng, 3000, 30),
+                "opened_on": _day(rng, 3000, 30, after=established),
             }
         )
     batch[(source, platforms.STORES)].extend(stores)
@@ -242,7 +268,7 @@ def _platform_file(
     for n in range(1, rng.choice((0, 0, 0, 1, 1, 2, 3)) + 1):
         kind = rng.choice(tuple(counts))
         counts[kind] += 1
-        occurred = _day(rng, 1000, 5)
+        occurred = _day(rng, 1000, 5, after=established)
         outcome = rng.choice(v.RISK_OUTCOMES)
         batch[(source, platforms.RISK_RECORDS)].append(
             {
@@ -277,7 +303,7 @@ def _platform_file(
             }
         )
     if source in platforms.CERTIFYING_PLATFORMS and rng.random() < 0.3:
-        certified = _day(rng, 1500, 10)
+        certified = _day(rng, 1500, 10, after=established)
         batch[(source, platforms.CERTIFICATIONS)].append(
             {
                 "_id": f"{short}-{uscc}-c1",
@@ -342,15 +368,19 @@ def generate_enterprise(batch: Batch, index: int, random_seed: int, taken: set[s
     batch[(Source.REGISTRY, registry.LEGAL_REPRESENTATIVES)].append(
         {"_id": uscc, "name": representative, "id_number": _id_number(rng, _county(code))}
     )
-    authentication = _authentication(rng, uscc)
+    authentication = _authentication(rng, uscc, established)
     if authentication is not None:
         batch[(Source.IDENTITY, identity.AUTHENTICATIONS)].append(authentication)
-    batch[(Source.INTEGRITY, integrity.LEVELS)].append(_level(rng, uscc))
-    batch[(Source.INTEGRITY, integrity.SERVICE_STATUS)].append(_service_status(rng, uscc))
+    batch[(Source.INTEGRITY, integrity.LEVELS)].append(_level(rng, uscc, established))
+    batch[(Source.INTEGRITY, integrity.SERVICE_STATUS)].append(
+        _service_status(rng, uscc, established)
+    )
     present = []
     for source, presence in _PLATFORM_PRESENCE.items():
         if rng.random() < presence:
-            _platform_file(rng, batch, source, uscc, name, code, v.INDUSTRIES[industry][2])
+            _platform_file(
+                rng, batch, source, uscc, name, code, v.INDUSTRIES[industry][2], established
+            )
             present.append(source.value)
     batch[(Source.REGISTRY, search.SEARCH)].append(
         search.search_document(uscc, name, code, status, present)
