@@ -86,6 +86,11 @@ class AuditTrail:
     def __bool__(self) -> bool:
         return bool(self._noted)
 
+    def clear(self) -> None:
+        """Forget what was noted (recorded, or withheld): a subscription's next event
+        starts a trail of its own."""
+        self._noted = []
+
     def served(self, data: Any) -> None:
         """Keep only what ``data`` holds: a value that resolved to null (a source down,
         a denial further in) was not served, and is not recorded."""

@@ -252,7 +252,7 @@ class GraphQLView:
         if context.report.allowance is not None and context.report.allowance.allowed:
             await runtime.persisted.register(operation)  # validated and paid for
         if audit:
-            await _record_or_withhold(runtime, audit, body)
+            await record_or_withhold(runtime, audit, body)
         if "errors" in body:
             # Raised in whatever order fields finished; sent in document order, so the
             # same request always gets the same bytes.
@@ -282,20 +282,23 @@ class GraphQLView:
         )
 
 
-async def _record_or_withhold(runtime: Runtime, audit: AuditTrail, body: dict[str, Any]) -> None:
+async def record_or_withhold(runtime: Runtime, audit: AuditTrail, body: dict[str, Any]) -> None:
     """No sensitive value leaves without its record: the trail is written before the
-    response, and if it cannot be, each sensitive value is withheld (null, with
-    AUDIT_UNAVAILABLE at its path) and the rest of the answer is served."""
+    response (or a subscription's event), and if it cannot be, each sensitive value is
+    withheld (null, with AUDIT_UNAVAILABLE at its path) and the rest is served. The
+    trail is emptied for the next event."""
     data = body.get("data")
     audit.served(data)
     if not audit:
         return
     timeout_s = runtime.settings.audit_timeout_ms / 1000
-    if await record_reads(runtime.sources, audit.records(), timeout_s):
+    records, paths = audit.records(), audit.paths
+    audit.clear()
+    if await record_reads(runtime.sources, records, timeout_s):
         return
     withheld: list[tuple[str | int, ...]] = []
     errors = body.setdefault("errors", [])
-    for path in audit.paths:
+    for path in paths:
         if any(path[: len(done)] == done for done in withheld):
             continue  # inside a value already withheld
         parent = data

@@ -188,7 +188,8 @@ class _Connection:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _follow(self, operation_id: str, payload: dict[str, Any]) -> None:
-        from gateway.graphql_view import request_context  # the HTTP view's, shared
+        # The HTTP view's, shared: a context per operation, and the audit rule.
+        from gateway.graphql_view import record_or_withhold, request_context
 
         assert self.viewer is not None
         state = self.websocket.scope.get("state", {})
@@ -217,6 +218,8 @@ class _Connection:
             return
         try:
             async for body in outcome:
+                if context.audit:  # an operator's or a scoped client's event: recorded first
+                    await record_or_withhold(self.runtime, context.audit, body)
                 await self.send({"type": "next", "id": operation_id, "payload": body})
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):

@@ -231,3 +231,37 @@ async def test_an_owner_sees_a_suspension_as_it_happens(
         await statuses.replace_one({"_id": uscc}, active)
         await mongo[GATEWAY_DATABASE]["notifications"].delete_many({"uscc": uscc})
         await redis.delete(cache_key(Source.INTEGRITY, "service_status", "_id", uscc))
+
+
+async def test_an_operator_following_an_enterprise_is_on_its_trail(
+    server: str,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    seeded: list[str],
+    redis: Redis,
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    """Each event an operator hears is a sensitive read, recorded before it is sent."""
+    uscc = seeded[-8]
+    owner = bearer(settings, "owner", enterprise=uscc)
+    console = await _subscribe(server, bearer(settings, "operator", subject="staff-5"), uscc, redis)
+    try:
+        await _write(http, owner, REQUEST, {"u": uscc, "v": "软件开发；信息技术咨询服务"})
+        heard = await _next(console)
+    finally:
+        await console.close()
+        for collection in ("corrections", "notifications"):
+            await mongo[GATEWAY_DATABASE][collection].delete_many({"uscc": uscc})
+    assert heard["payload"]["data"]["notificationAdded"]["kind"] == "CORRECTION"
+    records = (
+        await mongo["audit"]["records"]
+        .find({"enterprise": uscc, "viewer.subject": "staff-5"})
+        .to_list(None)
+    )
+    assert [(r["action"], r["fields"], r["purpose"]) for r in records] == [
+        (
+            "read",
+            ["Notification.body", "Notification.kind", "Notification.read", "Notification.title"],
+            ["operator"],
+        )
+    ]
