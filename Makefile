@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint schema bench bench-freshness clean
+.PHONY: install node-deps run test lint schema bench bench-freshness clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -18,7 +18,19 @@ install: $(STAMP)
 run: install
 	$(BIN)/integrity-gateway serve
 
-test: install
+# The Node-based checks' packages (tests/node/package-lock.json), where npm is; without
+# it those tests skip and say how to install it (CI requires them: .ci/run).
+NODE_STAMP := tests/node/node_modules/.installed
+
+$(NODE_STAMP): tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(NODE_STAMP); \
+	else echo "npm not found: the Node-based tests will skip (Debian: apt-get install nodejs npm)"; fi
+
+test: install node-deps
 	$(BIN)/python -m pytest
 
 # The gateway against the floor of its stack (bench/speed.py); needs wrk (apt-get install wrk).
@@ -38,4 +50,4 @@ schema: install
 	$(BIN)/integrity-gateway export-schema --output schema.graphql
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache tests/node/node_modules
