@@ -45,10 +45,16 @@ class AccessLog:
             seconds = time.perf_counter() - started
             observe_request(scope["path"], scope["method"], status, seconds)
             log.info(
-                "%s %s %d %.1fms request=%s",
+                "%s %s %d %.1fms",
                 scope["method"],
                 scope["path"],
                 status,
                 seconds * 1000,
-                request_id,
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
             )

@@ -23,6 +23,8 @@ import orjson
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.logs import REQUEST_ID
+
 __all__ = ["Admission", "error_body", "send_error"]
 
 log = logging.getLogger("integrity_gateway.errors")
@@ -124,6 +126,7 @@ class Admission:
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
+        REQUEST_ID.set(request_id)  # every log line of this request's task carries it
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["client_address"] = client_address(scope, self.trusted)

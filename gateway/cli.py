@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +19,12 @@ def _settings(**overrides: Any) -> Any:
     from gateway.settings import Settings
 
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def _logging(settings: Any) -> None:
+    from gateway.logs import configure_logging
+
+    configure_logging(settings.gateway_log_level, settings.gateway_log_format)
 
 
 def _pii_keys_or_exit(settings: Any, command: str) -> bool:
@@ -49,14 +54,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if not _pii_keys_or_exit(settings, "serve"):
         return 2
-    logging.basicConfig(
-        level=settings.gateway_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _logging(settings)
     uvicorn.run(
         create_app(settings, banner=True),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level=settings.gateway_log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through ours (request ids, JSON)
         loop="uvloop",
         http="httptools",
         access_log=False,  # gateway/accesslog.py logs requests without query strings
@@ -69,7 +73,7 @@ def _seed(args: argparse.Namespace) -> int:
     from loaders.seed import SeedRefusedError, seed
 
     settings = _settings()
-    logging.basicConfig(level=settings.gateway_log_level)
+    _logging(settings)
     if not _pii_keys_or_exit(settings, "seed"):
         return 2
 
@@ -98,7 +102,7 @@ def _reindex_search(args: argparse.Namespace) -> int:
     from loaders.search import rebuild_facets
 
     settings = _settings()
-    logging.basicConfig(level=settings.gateway_log_level)
+    _logging(settings)
 
     async def run() -> int:
         async with open_sources(settings, bulk=True) as sources:
@@ -123,7 +127,7 @@ def _rotate_keys(args: argparse.Namespace) -> int:
     from loaders.rotation import RotationReport, rotate_keys
 
     settings = _settings()
-    logging.basicConfig(level=settings.gateway_log_level)
+    _logging(settings)
     if not _pii_keys_or_exit(settings, "rotate-keys"):
         return 2
 
@@ -168,9 +172,7 @@ def _watch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(
-        level=settings.gateway_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _logging(settings)
 
     async def run() -> None:
         stop = asyncio.Event()

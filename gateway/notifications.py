@@ -43,7 +43,12 @@ class NotificationHub:
             listeners = self._listeners.setdefault(channel, set())
             listeners.add(queue)
             if len(listeners) == 1:
-                await self._subscribe(channel)
+                try:
+                    await self._subscribe(channel)
+                except BaseException:  # failed or cancelled: not listening after all
+                    listeners.discard(queue)
+                    del self._listeners[channel]
+                    raise
         try:
             yield queue
         finally:

@@ -11,6 +11,7 @@ import ipaddress
 import math
 import re
 from pathlib import Path
+from typing import Literal
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -93,6 +94,10 @@ class Settings(BaseSettings):
         description="Enterprises seeded when `serve` finds an empty registry; 0 disables.",
     )
     gateway_log_level: str = "INFO"
+    gateway_log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text, or one JSON object per line; each with its request id.",
+    )
     gateway_dev_mode: bool = Field(
         default=True,
         description=(

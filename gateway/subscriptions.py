@@ -45,6 +45,8 @@ PROTOCOL = "graphql-transport-ws"
 _INIT_TIMEOUT_S = 3.0
 _MAX_SUBSCRIPTIONS = 20
 _MAX_MESSAGE_BYTES = 64 * 1024
+#: How long a closing connection waits for its subscriptions to stop.
+_STOP_TIMEOUT_S = 2.0
 
 
 class _Close(Exception):
@@ -71,9 +73,11 @@ class SubscriptionEndpoint:
         try:
             await connection.run()
         except _Close as close:
-            await connection.stop_all()
+            # The client hears the close at once; its subscriptions stop after.
             if websocket.application_state is not WebSocketState.DISCONNECTED:
-                await websocket.close(code=close.code, reason=close.reason)
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                    await websocket.close(code=close.code, reason=close.reason)
+            await connection.stop_all()
         except WebSocketDisconnect:
             await connection.stop_all()
 
@@ -181,11 +185,16 @@ class _Connection:
             task.cancel()
 
     async def stop_all(self) -> None:
+        """Cancel every subscription and wait, a bounded while, for them to finish."""
         tasks = list(self.running.values())
         self.running.clear()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _, stuck = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT_S)
+        if stuck:
+            log.warning("%d subscriptions did not stop within %.0fs", len(stuck), _STOP_TIMEOUT_S)
 
     async def _follow(self, operation_id: str, payload: dict[str, Any]) -> None:
         # The HTTP view's, shared: a context per operation, and the audit rule.
