@@ -28,6 +28,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from gateway.admission import error_body, send_error
 from gateway.audit import AuditTrail
 from gateway.auth import TokenError
+from gateway.metrics import observe_operation
 from gateway.persisted import PersistedNotFound
 from gateway.requests import Operation, RequestRefused, read_operation
 from gateway.runtime import Runtime
@@ -133,6 +134,15 @@ def _document_order(error: Mapping[str, Any]) -> tuple[Any, ...]:
     return (locations[0]["line"], locations[0]["column"], path)
 
 
+def _outcome(body: Mapping[str, Any]) -> str:
+    """ok, partial (data and errors), refused (a request error: nothing ran) or failed."""
+    if "errors" not in body:
+        return "ok"
+    if body.get("data") is not None:
+        return "partial"
+    return "refused" if _status(body, GRAPHQL_RESPONSE) != 200 else "failed"
+
+
 def _status(body: Mapping[str, Any], media_type: str) -> int:
     """200, but a refusal's own status; with the GraphQL response type, every request
     error is a 4xx (GraphQL over HTTP), and ``application/json`` stays as it was."""
@@ -230,17 +240,22 @@ class GraphQLView:
         allowed = {OperationType.QUERY}
         if request.method == "POST":
             allowed.add(OperationType.MUTATION)
+        started = time.perf_counter()
+        name = operation.operation_name
         try:
             async with asyncio.timeout(deadline_s + _DEADLINE_GRACE_S):
                 body = await self.engine.run(
                     operation.query,
                     operation.variables,
-                    operation.operation_name,
+                    name,
                     context,
                     allowed,
                     operation.extensions,
                 )
         except TimeoutError:
+            name = context.report.operation_name or name
+            timed_out = {"extensions": {"code": ErrorCode.TIMEOUT.value}}
+            observe_operation(name, "failed", time.perf_counter() - started, [timed_out])
             return _error_response(
                 503,
                 ErrorCode.TIMEOUT.value,
@@ -248,11 +263,17 @@ class GraphQLView:
                 media_type,
             )
         except OperationRefused as refused:
+            name = context.report.operation_name or name
+            denial = {"extensions": {"code": refused.code}}
+            observe_operation(name, "refused", time.perf_counter() - started, [denial])
             return _error_response(refused.status, refused.code, refused.message, media_type)
         if context.report.allowance is not None and context.report.allowance.allowed:
             await runtime.persisted.register(operation)  # validated and paid for
         if audit:
             await record_or_withhold(runtime, audit, body)
+        elapsed = time.perf_counter() - started
+        name = context.report.operation_name or name
+        observe_operation(name, _outcome(body), elapsed, body.get("errors", ()))
         if "errors" in body:
             # Raised in whatever order fields finished; sent in document order, so the
             # same request always gets the same bytes.

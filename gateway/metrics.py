@@ -1,14 +1,21 @@
 """Prometheus metrics, served at ``/metrics`` to the networks in METRICS_ALLOWED_NETWORKS.
 
 Per process (one uvicorn worker each): requests by route, method and status and their
-time, Redis document lookups by hit or miss, and MongoDB reads that failed, by source.
-Labels take only values from fixed sets (routes, methods, statuses, sources), so no
-client can grow the series. Nothing a client sent (arguments, USCCs) becomes a label.
+time; GraphQL operations by name and outcome and their time; errors in answers by code
+(denials among them); loader batch sizes and MongoDB finds, by source and collection;
+Redis document lookups by hit or miss (their ratio is the hit ratio); and MongoDB reads
+that failed, by source. Labels take values from fixed sets (routes, methods, statuses,
+sources, collections, error codes), or, for operation names, which clients choose, from
+the first ``_MAX_OPERATION_NAMES`` well-formed names a process sees, then ``other``: no
+client can grow the series without bound. Nothing else a client sent (arguments, USCCs)
+becomes a label.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
@@ -16,13 +23,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.admission import error_body, in_networks, networks
+from resolvers.errors import ErrorCode
 
 __all__ = [
     "CACHE_HITS",
     "CACHE_MISSES",
+    "LOADER_BATCH",
+    "MONGODB_FINDS",
     "REGISTRY",
     "SOURCE_ERRORS",
     "MetricsEndpoint",
+    "observe_operation",
     "observe_request",
 ]
 
@@ -57,6 +68,80 @@ SOURCE_ERRORS = Counter(
     ["source"],
     registry=REGISTRY,
 )
+
+
+_OPERATIONS = Counter(
+    "integrity_gateway_operations",
+    "GraphQL operations, by operation name and outcome: ok, partial (data with errors), "
+    "refused (not run: a request, validation or limit error) or failed.",
+    ["operation", "outcome"],
+    registry=REGISTRY,
+)
+_OPERATION_SECONDS = Histogram(
+    "integrity_gateway_operation_seconds",
+    "Time to run a GraphQL operation, by operation name.",
+    ["operation"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+_ERRORS = Counter(
+    "integrity_gateway_errors",
+    "Errors in GraphQL answers, by code (UNAUTHENTICATED and FORBIDDEN are denials; "
+    "none: a syntax or validation error).",
+    ["code"],
+    registry=REGISTRY,
+)
+LOADER_BATCH = Histogram(
+    "integrity_gateway_loader_batch_size",
+    "Keys per loader batch, by source collection.",
+    ["collection"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+    registry=REGISTRY,
+)
+MONGODB_FINDS = Counter(
+    "integrity_gateway_mongodb_finds",
+    "MongoDB finds the loaders sent (what Redis did not hold), by source.",
+    ["source"],
+    registry=REGISTRY,
+)
+_MAX_OPERATION_NAMES = 200
+_OPERATION_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
+_named: set[str] = set()
+#: Error codes a label may take; anything else counts as "other".
+_CODES = frozenset(code.value for code in ErrorCode) | {
+    "BAD_REQUEST",
+    "INTERNAL_SERVER_ERROR",
+    "METHOD_NOT_ALLOWED",
+    "PERSISTED_QUERY_NOT_FOUND",
+    "PERSISTED_QUERY_NOT_IN_LIST",
+    "PERSISTED_QUERY_NOT_SUPPORTED",
+    "QUERY_NOT_IN_SAFELIST",
+    "SUBSCRIPTIONS_UNAVAILABLE",
+}
+
+
+def operation_label(name: str | None) -> str:
+    """An operation's label: its name while names are few, else ``other``."""
+    if not name:
+        return "-"
+    if name in _named:
+        return name
+    if len(_named) < _MAX_OPERATION_NAMES and _OPERATION_NAME.fullmatch(name):
+        _named.add(name)
+        return name
+    return "other"
+
+
+def observe_operation(
+    name: str | None, outcome: str, seconds: float, errors: Sequence[Any]
+) -> None:
+    label = operation_label(name)
+    _OPERATIONS.labels(label, outcome).inc()
+    _OPERATION_SECONDS.labels(label).observe(seconds)
+    for error in errors:
+        code = (error.get("extensions") or {}).get("code") if isinstance(error, dict) else None
+        # Syntax and validation errors carry no code (graphql-core's own): "none".
+        _ERRORS.labels("none" if code is None else code if code in _CODES else "other").inc()
 
 
 def observe_request(path: str, method: str, status: int, seconds: float) -> None:

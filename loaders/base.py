@@ -22,7 +22,7 @@ from bson.codec_options import CodecOptions
 from pymongo.errors import PyMongoError
 
 from gateway.cache import DocumentCache
-from gateway.metrics import CACHE_HITS, CACHE_MISSES, SOURCE_ERRORS
+from gateway.metrics import CACHE_HITS, CACHE_MISSES, LOADER_BATCH, MONGODB_FINDS, SOURCE_ERRORS
 from gateway.settings import Source
 from gateway.sources import Sources
 
@@ -177,6 +177,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         cache_keys = {
             key: cache_key(self.source, self.collection, self.key_field, key) for key in keys
         }
+        LOADER_BATCH.labels(f"{self.source.value}.{self.collection}").observe(len(keys))
         hits = await self._documents.get_many(list(cache_keys.values()))
         found: dict[Hashable, Any] = {}
         misses: list[Hashable] = []
@@ -189,6 +190,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         CACHE_HITS.inc(len(found))
         if misses:
             CACHE_MISSES.inc(len(misses))
+            MONGODB_FINDS.labels(self.source.value).inc()
             try:
                 with source_timeout(self._sources, self._deadline):
                     fetched = await self._fetch(misses)

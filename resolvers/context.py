@@ -28,6 +28,8 @@ class OperationReport:
     #: An anonymous GET whose every field is PUBLIC (so its answer may be cached);
     #: not looked at for any other request.
     public: bool = False
+    #: The name of the operation run, as its document gives it (for metrics).
+    operation_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

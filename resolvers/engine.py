@@ -220,6 +220,8 @@ class Engine:
                 if operation_name is None
                 else f'Unknown operation named "{operation_name}".',
             )
+        if operation.name is not None:
+            context.report.operation_name = operation.name.value
         if operation.operation not in allowed:
             if operation.operation is OperationType.SUBSCRIPTION:
                 raise OperationRefused(

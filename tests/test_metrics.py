@@ -81,3 +81,49 @@ async def test_other_networks_get_404(settings: Settings, networks: list[str]) -
 def test_networks_are_checked_at_start_up() -> None:
     with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 network"):
         Settings(metrics_allowed_networks=["localhost"])
+
+
+async def test_operations_denials_batches_and_finds_are_counted(
+    client: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    from tests.conftest import bearer
+
+    await redis.flushdb()
+    before = await _samples(client)
+    ok = await client.post(
+        "/graphql",
+        json={
+            "query": "query Archive($u: USCC!) { enterprise(uscc: $u) { name } }",
+            "variables": {"u": HANGZHOU},
+        },
+    )
+    denied = await client.post(
+        "/graphql",
+        json={
+            "query": "query Level($u: USCC!) { enterprise(uscc: $u) { integrityLevel { grade } } }",
+            "variables": {"u": HANGZHOU},
+        },
+    )
+    broken = await client.post("/graphql", json={"query": "query Broken { enterprise(uscc: "})
+    unnamed = await client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers=bearer(settings, "member")
+    )
+    after = await _samples(client)
+    assert [r.status_code for r in (ok, denied, broken, unnamed)] == [200, 200, 200, 200]
+
+    operations = "integrity_gateway_operations_total"
+    assert _delta(before, after, operations, operation="Archive", outcome="ok") == 1
+    assert _delta(before, after, operations, operation="Level", outcome="partial") == 1
+    assert _delta(before, after, operations, operation="-", outcome="ok") == 1
+    seconds = "integrity_gateway_operation_seconds_count"
+    assert _delta(before, after, seconds, operation="Archive") == 1
+    errors = "integrity_gateway_errors_total"
+    assert _delta(before, after, errors, code="UNAUTHENTICATED") == 1
+    assert _delta(before, after, errors, code="none") == 1  # the syntax error
+    # A document that does not parse has no name to give.
+    assert _delta(before, after, operations, operation="-", outcome="refused") == 1
+    # Redis was empty: the archive's enterprise was one batch of one key, one find.
+    batches = "integrity_gateway_loader_batch_size_count"
+    assert _delta(before, after, batches, collection="registry.enterprises") == 2
+    finds = "integrity_gateway_mongodb_finds_total"
+    assert _delta(before, after, finds, source="registry") == 1
