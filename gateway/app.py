@@ -27,6 +27,8 @@ from gateway.runtime import Runtime, open_runtime
 from gateway.settings import ConfigurationError, Settings
 from gateway.sources import Sources
 from gateway.subscriptions import SubscriptionEndpoint
+from gateway.tracing import Tracing, configure_tracing, shutdown_tracing
+from gateway.tracing import enabled as tracing_enabled
 from loaders import writes
 from loaders.audit import ensure_audit_indexes
 from loaders.freshness import create_watcher
@@ -149,6 +151,17 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Traces, if an exporter is configured (and none was set up before: the suite's).
+        owns_tracing = not tracing_enabled() and configure_tracing(settings)
+        try:
+            async with _serving(app):
+                yield
+        finally:
+            if owns_tracing:
+                shutdown_tracing()
+
+    @asynccontextmanager
+    async def _serving(app: Starlette) -> AsyncIterator[None]:
         # No start without the keys of the ID numbers at rest, nor with a platform's
         # field set naming what cannot be hidden (ConfigurationError).
         Keyring.from_settings(settings)
@@ -212,6 +225,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
         ),
     ]
     middleware = [
+        Middleware(Tracing),  # a no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
         Middleware(AccessLog),
         Middleware(
             Admission,

@@ -26,9 +26,13 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from opentelemetry.trace import SpanKind
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
+
+from gateway.tracing import span
 
 __all__ = ["TOMBSTONE", "DocumentCache"]
 
@@ -153,7 +157,9 @@ class DocumentCache:
     async def _mget(self, batch: _Batch) -> None:
         keys = list(batch.keys)
         try:
-            values = await self._redis.mget(keys)
+            # The span is the first asker's (a batch serves every request of the tick).
+            with span("redis MGET", _redis_attributes("MGET", len(keys)), kind=SpanKind.CLIENT):
+                values = await self._redis.mget(keys)
         except RedisError as exc:
             self.suspect("MGET", exc)
             values = [None] * len(keys)
@@ -190,10 +196,12 @@ class DocumentCache:
         short = set(misses)
         ttl = ttl_seconds or self._ttl
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, value in items.items():
-                    pipe.set(key, value, ex=self._miss_ttl if key in short else ttl, nx=not replace)
-                await pipe.execute()
+            with span("redis SET", _redis_attributes("SET", len(items)), kind=SpanKind.CLIENT):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key, value in items.items():
+                        expiry = self._miss_ttl if key in short else ttl
+                        pipe.set(key, value, ex=expiry, nx=not replace)
+                    await pipe.execute()
         except RedisError as exc:
             self.suspect("SET", exc)
 
@@ -274,3 +282,7 @@ class DocumentCache:
 def _glob_escape(text: str) -> str:
     """``text`` matched literally in a SCAN pattern."""
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+def _redis_attributes(operation: str, keys: int) -> dict[str, Any]:
+    return {"db.system": "redis", "db.operation.name": operation, "db.operation.batch.size": keys}

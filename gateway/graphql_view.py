@@ -28,11 +28,12 @@ from strawberry.http.ides import get_graphql_ide_html
 from gateway.admission import error_body, send_error
 from gateway.audit import AuditTrail
 from gateway.auth import TokenError
-from gateway.metrics import observe_operation
+from gateway.metrics import observe_operation, operation_label
 from gateway.persisted import PersistedNotFound
 from gateway.requests import Operation, RequestRefused, read_operation
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.tracing import span
 from gateway.viewer import Operator, Viewer
 from loaders import create_loaders
 from loaders.audit import record_reads
@@ -132,6 +133,19 @@ def _document_order(error: Mapping[str, Any]) -> tuple[Any, ...]:
         (0, step, "") if isinstance(step, int) else (1, 0, step) for step in error.get("path") or ()
     )
     return (locations[0]["line"], locations[0]["column"], path)
+
+
+def _span_attributes(context: Context, body: Mapping[str, Any]) -> dict[str, Any]:
+    """What an operation's span says of it: names and counts, nothing a client sent."""
+    attributes: dict[str, Any] = {
+        "graphql.operation.name": operation_label(context.report.operation_name),
+        "graphql.outcome": _outcome(body),
+        "graphql.errors": len(body.get("errors", ())),
+        "viewer.kind": context.viewer.kind,
+    }
+    if context.report.cost is not None:
+        attributes["graphql.cost"] = context.report.cost
+    return attributes
 
 
 def _outcome(body: Mapping[str, Any]) -> str:
@@ -244,14 +258,17 @@ class GraphQLView:
         name = operation.operation_name
         try:
             async with asyncio.timeout(deadline_s + _DEADLINE_GRACE_S):
-                body = await self.engine.run(
-                    operation.query,
-                    operation.variables,
-                    name,
-                    context,
-                    allowed,
-                    operation.extensions,
-                )
+                with span("graphql.operation") as current:
+                    body = await self.engine.run(
+                        operation.query,
+                        operation.variables,
+                        name,
+                        context,
+                        allowed,
+                        operation.extensions,
+                    )
+                    if current is not None:
+                        current.set_attributes(_span_attributes(context, body))
         except TimeoutError:
             name = context.report.operation_name or name
             timed_out = {"extensions": {"code": ErrorCode.TIMEOUT.value}}

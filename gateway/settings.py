@@ -208,6 +208,18 @@ class Settings(BaseSettings):
         description="How long a browser may reuse a preflight's answer, seconds.",
     )
 
+    # --- Traces (OpenTelemetry). ---
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "OTLP/HTTP endpoint (e.g. http://otel-collector:4318) to send traces to; "
+            "unset: no traces are made at all."
+        ),
+    )
+    otel_service_name: str = Field(
+        default="integrity-gateway", description="The service.name traces carry."
+    )
+
     # --- Metrics. ---
     metrics_allowed_networks: list[str] = Field(
         default_factory=lambda: ["127.0.0.1/32", "::1/128"],

@@ -25,6 +25,7 @@ from gateway.cache import DocumentCache
 from gateway.metrics import CACHE_HITS, CACHE_MISSES, LOADER_BATCH, MONGODB_FINDS, SOURCE_ERRORS
 from gateway.settings import Source
 from gateway.sources import Sources
+from gateway.tracing import span
 
 __all__ = [
     "MISSING",
@@ -214,7 +215,16 @@ class SourceLoader(DataLoader[Hashable, Any]):
         cursor = self._collection.find({self.key_field: {"$in": keys}})
         if self.sort:
             cursor = cursor.sort(list(self.sort))
-        documents: Iterable[Document] = [self.transform(doc) for doc in await cursor.to_list(None)]
+        attributes = {
+            "db.system": "mongodb",
+            "db.namespace": self.source.value,
+            "db.collection.name": self.collection,
+            "db.operation.name": "find",
+            "db.operation.batch.size": len(keys),
+        }
+        with span(f"mongodb find {self.source.value}.{self.collection}", attributes):
+            found = await cursor.to_list(None)
+        documents: Iterable[Document] = [self.transform(doc) for doc in found]
         if not self.many:
             by_key: dict[Hashable, Any] = dict.fromkeys(keys)
             for doc in documents:
