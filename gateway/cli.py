@@ -1,5 +1,5 @@
-"""``integrity-gateway``: serve, seed, reindex-search, watch, rotate-keys, token,
-export-schema."""
+"""``integrity-gateway``: serve, seed, reindex-search, watch, rotate-keys,
+demo-identity, token, export-schema."""
 
 from __future__ import annotations
 
@@ -158,6 +158,46 @@ def _rotate_keys(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _demo_identity(args: argparse.Namespace) -> int:
+    from gateway.settings import Source
+    from loaders.codes import UsccError, validate_uscc
+    from loaders.registry import LEGAL_REPRESENTATIVES
+    from loaders.seed import DEMO_RANDOM_SEED, generate
+
+    settings = _settings()
+    if not settings.gateway_dev_mode:
+        print(
+            "demo-identity: only in dev mode (GATEWAY_DEV_MODE=true): it prints a synthetic "
+            "ID number the seeder made",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        uscc = validate_uscc(args.enterprise)
+    except UsccError as exc:
+        print(f"demo-identity: {exc}", file=sys.stderr)
+        return 2
+    # Made again from the seed (the same arguments give the same data, and enterprise i
+    # is the same whatever their number): no store is opened, nothing is decrypted, and
+    # only a number the seeder invented can be printed.
+    enterprises = args.enterprises or settings.gateway_seed_enterprises or 1000
+    random_seed = DEMO_RANDOM_SEED if args.random_seed is None else args.random_seed
+    batch, _ = generate(enterprises, random_seed)
+    made = next(
+        (doc for doc in batch[(Source.REGISTRY, LEGAL_REPRESENTATIVES)] if doc["_id"] == uscc),
+        None,
+    )
+    if made is None:
+        print(
+            f"demo-identity: {uscc} is not one of the {enterprises} enterprises seeded with "
+            f"random seed {random_seed}",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"name      {made['name']}\nidNumber  {made['id_number']}")
+    return 0
+
+
 def _watch(args: argparse.Namespace) -> int:
     import signal
 
@@ -310,6 +350,29 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     watch.set_defaults(handler=_watch)
+
+    demo = commands.add_parser(
+        "demo-identity",
+        help="print a seeded enterprise's representative and ID number (dev mode; demo data)",
+        description=(
+            "For trying verifyLegalRepresentative with a matching pair: print the name "
+            "and the synthetic ID number the seeder made for an enterprise of the demo "
+            "data. They are made again from the seed's arguments, not read from the store "
+            "(which holds the number sealed), so it works while the gateway runs. Dev "
+            "mode only."
+        ),
+    )
+    demo.add_argument("--enterprise", required=True, metavar="USCC")
+    demo.add_argument(
+        "--enterprises",
+        type=_positive,
+        metavar="N",
+        help="how many were seeded (default: GATEWAY_SEED_ENTERPRISES)",
+    )
+    demo.add_argument(
+        "--random-seed", type=int, metavar="S", help="the seed's random seed (default: 1)"
+    )
+    demo.set_defaults(handler=_demo_identity)
 
     rotate = commands.add_parser(
         "rotate-keys",

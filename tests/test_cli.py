@@ -39,6 +39,7 @@ def test_help_lists_every_command() -> None:
         "reindex-search",
         "watch",
         "rotate-keys",
+        "demo-identity",
         "token",
         "export-schema",
     ):

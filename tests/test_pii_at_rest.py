@@ -307,3 +307,34 @@ def _secret(value: str) -> Any:
     from pydantic import SecretStr
 
     return SecretStr(value)
+
+
+async def test_demo_identity_gives_a_pair_that_verifies(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    stores: Stores,
+    seeded: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A newcomer's way to a matching pair: made again from the seed, never decrypted."""
+    uscc = seeded[11]
+    asked = ["demo-identity", "--enterprise", uscc, "--enterprises", str(SEEDED_ENTERPRISES)]
+    assert main([*asked, "--random-seed", str(RANDOM_SEED)]) == 0
+    printed = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert printed["idNumber"] == _plain_numbers()[uscc]
+    service = bearer(settings, "service", scopes=["identity:verify"])
+    body = await graphql_as(
+        client, service, VERIFY, {"u": uscc, "n": printed["name"], "i": printed["idNumber"]}
+    )
+    assert body["data"]["verifyLegalRepresentative"]["result"] == "MATCH"
+
+    # Another seed's enterprises are not this one's.
+    assert main([*asked, "--random-seed", str(RANDOM_SEED + 1)]) == 2
+    assert capsys.readouterr().err == (
+        f"demo-identity: {uscc} is not one of the {SEEDED_ENTERPRISES} enterprises seeded "
+        f"with random seed {RANDOM_SEED + 1}\n"
+    )
+    monkeypatch.setenv("GATEWAY_DEV_MODE", "false")
+    assert main([*asked]) == 2
+    assert capsys.readouterr().err.startswith("demo-identity: only in dev mode")
