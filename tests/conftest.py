@@ -8,6 +8,7 @@ request cost.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient, monitoring
 from redis.asyncio import Redis
@@ -207,6 +209,28 @@ async def graphql_as(
     )
     assert response.status_code == 200, response.text
     return without_cost(response)
+
+
+@pytest.fixture(scope="module")
+async def live_server(settings: Settings, seeded: list[str]) -> AsyncIterator[str]:
+    """The gateway under uvicorn on a loopback port; its base URL."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    uvicorn_server = uvicorn.Server(config)
+    serving = asyncio.get_running_loop().create_task(uvicorn_server.serve(sockets=[listener]))
+    while not uvicorn_server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        uvicorn_server.should_exit = True
+        await serving
+        listener.close()
 
 
 @pytest.fixture

@@ -11,19 +11,16 @@ acknowledgement to wait for.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from gateway.app import create_app
 from gateway.settings import Settings, Source
 from gateway.sources import GATEWAY_DATABASE
 from gateway.subscriptions import PROTOCOL
@@ -54,31 +51,9 @@ mutation ($u: USCC!, $s: ServiceState!, $r: String) {
 """
 
 
-@pytest.fixture(scope="module")
-async def server(settings: Settings, seeded: list[str]) -> AsyncIterator[str]:
-    """The gateway under uvicorn on a loopback port; its base URL."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-    uvicorn_server = uvicorn.Server(config)
-    serving = asyncio.get_running_loop().create_task(uvicorn_server.serve(sockets=[listener]))
-    while not uvicorn_server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        uvicorn_server.should_exit = True
-        await serving
-        listener.close()
-
-
 @pytest.fixture
-async def http(server: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://{server}", timeout=PATIENCE_S) as client:
+async def http(live_server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://{live_server}", timeout=PATIENCE_S) as client:
         yield client
 
 
@@ -125,7 +100,7 @@ async def _next(websocket: ClientConnection) -> dict[str, Any]:
 
 
 async def test_an_owner_hears_its_correction_answered_and_not_another_enterprises(
-    server: str,
+    live_server: str,
     http: httpx.AsyncClient,
     settings: Settings,
     seeded: list[str],
@@ -136,8 +111,8 @@ async def test_an_owner_hears_its_correction_answered_and_not_another_enterprise
     owner = bearer(settings, "owner", enterprise=mine)
     other_owner = bearer(settings, "owner", enterprise=theirs)
     operator = bearer(settings, "operator")
-    console = await _subscribe(server, owner, mine, redis)
-    other_console = await _subscribe(server, other_owner, theirs, redis)
+    console = await _subscribe(live_server, owner, mine, redis)
+    other_console = await _subscribe(live_server, other_owner, theirs, redis)
     try:
         asked = await _write(http, owner, REQUEST, {"u": mine, "v": "服装批发；网上贸易代理"})
         correction = asked["requestCorrection"]["correction"]
@@ -190,7 +165,7 @@ async def test_an_owner_hears_its_correction_answered_and_not_another_enterprise
 
 
 async def test_an_owner_sees_a_suspension_as_it_happens(
-    server: str,
+    live_server: str,
     http: httpx.AsyncClient,
     settings: Settings,
     seeded: list[str],
@@ -203,7 +178,7 @@ async def test_an_owner_sees_a_suspension_as_it_happens(
     assert active is not None
     uscc = active["_id"]
     owner = bearer(settings, "owner", enterprise=uscc)
-    console = await _subscribe(server, owner, uscc, redis)
+    console = await _subscribe(live_server, owner, uscc, redis)
     try:
         changed = await _write(
             http,
@@ -234,7 +209,7 @@ async def test_an_owner_sees_a_suspension_as_it_happens(
 
 
 async def test_an_operator_following_an_enterprise_is_on_its_trail(
-    server: str,
+    live_server: str,
     http: httpx.AsyncClient,
     settings: Settings,
     seeded: list[str],
@@ -244,7 +219,9 @@ async def test_an_operator_following_an_enterprise_is_on_its_trail(
     """Each event an operator hears is a sensitive read, recorded before it is sent."""
     uscc = seeded[-8]
     owner = bearer(settings, "owner", enterprise=uscc)
-    console = await _subscribe(server, bearer(settings, "operator", subject="staff-5"), uscc, redis)
+    console = await _subscribe(
+        live_server, bearer(settings, "operator", subject="staff-5"), uscc, redis
+    )
     try:
         await _write(http, owner, REQUEST, {"u": uscc, "v": "软件开发；信息技术咨询服务"})
         heard = await _next(console)
