@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,13 +13,14 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from gateway.accesslog import AccessLog
 from gateway.admission import Admission
-from gateway.devkeys import ALL_SCOPES, mint_role_token
 from gateway.graphql_view import GraphQLView
 from gateway.http import healthz, readyz
+from gateway.ide import ASSET_PATH, ASSETS, dev_tokens
 from gateway.metrics import MetricsEndpoint
 from gateway.pii import Keyring
 from gateway.runtime import Runtime, open_runtime
@@ -95,13 +95,16 @@ async def _rebuild_search_facets(runtime: Runtime, sources: Sources) -> None:
     log.info("search facets rebuilt: %d enterprises, %d facets", enterprises, facets)
 
 
-async def _banner(runtime: Runtime, sources: Sources) -> None:
-    settings = runtime.settings
+async def _examples(sources: Sources) -> list[str]:
+    """A USCC of each kind from the registry, for the banner and GraphiQL's owner token."""
     try:
-        examples = await sample_usccs(sources)
+        return await sample_usccs(sources)
     except PyMongoError as exc:
         log.warning("example USCCs not read: %s", exc)
-        examples = []
+        return []
+
+
+def _banner(settings: Settings, examples: list[str]) -> None:
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     lines = [
         "",
@@ -113,23 +116,10 @@ async def _banner(runtime: Runtime, sources: Sources) -> None:
     if settings.gateway_dev_mode and examples:
         lines += [
             '  dev tokens, 8 hours (GraphiQL headers: {"Authorization": "Bearer <token>"}):',
-            *(f"    {role:9} {token}" for role, token in _dev_tokens(settings, examples[0])),
+            *(f"    {role:9} {token}" for role, token in dev_tokens(settings, examples[0])),
         ]
     lines.append("")
     print("\n".join(lines), flush=True)
-
-
-def _dev_tokens(settings: Settings, owned: str) -> list[tuple[str, str]]:
-    ttl = dt.timedelta(hours=8)
-    return [
-        ("member", mint_role_token(settings, "member", ttl=ttl)),
-        (f"owner of {owned}", mint_role_token(settings, "owner", enterprise=owned, ttl=ttl)),
-        (
-            "service (all scopes)",
-            mint_role_token(settings, "service", scopes=ALL_SCOPES, platform="1688", ttl=ttl),
-        ),
-        ("operator", mint_role_token(settings, "operator", ttl=ttl)),
-    ]
 
 
 async def _upkeep(runtime: Runtime) -> None:
@@ -185,11 +175,14 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
                 await ensure_indexes(startup)
                 await ensure_audit_indexes(startup, settings)
                 await ensure_write_indexes(startup, settings)
+                examples = await _examples(startup) if banner or settings.gateway_dev_mode else []
                 if banner:
-                    await _banner(runtime, startup)
+                    _banner(settings, examples)
             finally:
                 await startup.close()
             app.state.runtime = runtime
+            # Whose owner token GraphiQL offers (dev mode).
+            app.state.example_uscc = examples[0] if examples else None
             watcher = create_watcher(runtime.sources, runtime.cache)
             app.state.watcher = watcher if settings.watcher_enabled else None
             if settings.watcher_enabled:
@@ -224,6 +217,9 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
             "/metrics", MetricsEndpoint(settings.metrics_allowed_networks).respond, methods=["GET"]
         ),
     ]
+    if settings.gateway_dev_mode:
+        # GraphiQL's own files: it works without internet (gateway/ide.py).
+        routes.append(Mount(ASSET_PATH, app=StaticFiles(directory=ASSETS)))
     middleware = [
         Middleware(Tracing),  # a no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
         Middleware(AccessLog),

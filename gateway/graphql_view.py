@@ -23,11 +23,11 @@ from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
-from strawberry.http.ides import get_graphql_ide_html
 
 from gateway.admission import error_body, send_error
 from gateway.audit import AuditTrail
 from gateway.auth import TokenError
+from gateway.ide import dev_tokens, ide_page
 from gateway.metrics import observe_operation, operation_label
 from gateway.persisted import PersistedNotFound
 from gateway.requests import Operation, RequestRefused, read_operation
@@ -174,7 +174,6 @@ class GraphQLView:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._ide = get_graphql_ide_html("graphiql")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -191,7 +190,11 @@ class GraphQLView:
             return
         if _wants_ide(request):
             if settings.gateway_dev_mode:
-                await HTMLResponse(self._ide)(scope, receive, send)
+                owned = getattr(request.app.state, "example_uscc", None)
+                page = ide_page(dev_tokens(settings, owned))
+                await HTMLResponse(page, headers={"cache-control": "no-store"})(
+                    scope, receive, send
+                )
             else:
                 await send_error(send, 404, "NOT_FOUND", "GraphiQL is served in dev mode only.")
             return

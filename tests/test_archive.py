@@ -269,7 +269,7 @@ async def test_request_id_is_echoed_or_minted(client: httpx.AsyncClient) -> None
 async def test_graphiql_is_served_to_browsers(client: httpx.AsyncClient) -> None:
     response = await client.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200
-    assert "<title>Strawberry GraphiQL</title>" in response.text
+    assert "<title>integrity-gateway · GraphiQL</title>" in response.text
 
 
 @pytest.mark.parametrize(
