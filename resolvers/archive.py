@@ -11,9 +11,10 @@ import strawberry
 from strawberry import relay
 
 from loaders.base import Document
-from loaders.codes import EntityKind, entity_kind
+from loaders.codes import EntityKind, UsccError, entity_kind, validate_uscc
 from loaders.regions import division
 from resolvers.context import Info
+from resolvers.errors import bad_user_input
 from resolvers.identity import IdentityFields
 from resolvers.integrity import IntegrityFields
 from resolvers.notices import NoticeFields
@@ -231,7 +232,7 @@ class RegistryFields:
         )
 
 
-@strawberry.type(description="An enterprise's integrity archive.")
+@strawberry.federation.type(keys=["uscc"], description="An enterprise's integrity archive.")
 class Enterprise(
     RegistryFields,
     IdentityFields,
@@ -241,7 +242,16 @@ class Enterprise(
     AccessLogFields,
     relay.Node,
 ):
-    pass
+    @classmethod
+    async def resolve_reference(cls, info: Info, uscc: str) -> Enterprise | None:
+        """An enterprise a supergraph's router asks for by its key (``_entities``):
+        loaded like ``enterprise(uscc:)``, each field then under its own tier."""
+        try:
+            code = validate_uscc(uscc)
+        except UsccError as exc:
+            raise bad_user_input(str(exc)) from None
+        doc = await info.context.loaders.enterprise_by_uscc.load(code)
+        return None if doc is None else cls.from_document(doc)
 
 
 @strawberry.type

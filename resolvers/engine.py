@@ -30,13 +30,14 @@ from graphql import (
     subscribe,
 )
 from graphql.execution import MiddlewareManager
-from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql.language import FieldNode
+from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.utils.await_maybe import await_maybe
 from strawberry.utils.operation import get_first_operation
 
-from gateway.viewer import Anonymous, Operator
+from gateway.viewer import Anonymous, Operator, ServiceClient
 from resolvers.context import Context
 from resolvers.errors import ErrorCode, is_expected_error
 from resolvers.limits import (
@@ -60,9 +61,31 @@ _OPERATION_WORDS = {
     OperationType.MUTATION: "mutations",
     OperationType.SUBSCRIPTION: "subscriptions",
 }
+#: Apollo Federation's root fields, for a supergraph's router.
+ROUTER_FIELDS = frozenset(("_service", "_entities"))
+
+
+class RouterFieldsRule(ValidationRule):
+    """``_service`` and ``_entities`` answer a supergraph's router, a service client: to
+    anyone else in production they are refused, as introspection is, so they neither
+    publish the schema nor look enterprises up by a side door."""
+
+    def enter_field(self, node: FieldNode, *_: Any) -> None:
+        parent = self.context.get_parent_type()
+        if parent is not None and parent.name == "Query" and node.name.value in ROUTER_FIELDS:
+            self.report_error(
+                GraphQLError(
+                    f"{node.name.value} answers a supergraph's router (a service client) only.",
+                    node,
+                    extensions={"code": "FORBIDDEN"},
+                )
+            )
+
+
 _RULES = tuple(specified_rules)
 #: In production the schema is not published to anonymous viewers and members.
 _RULES_WITHOUT_INTROSPECTION = (*_RULES, NoSchemaIntrospectionCustomRule)
+_RULES_FOR_VIEWERS = (*_RULES_WITHOUT_INTROSPECTION, RouterFieldsRule)
 
 
 class OperationRefused(Exception):
@@ -201,8 +224,12 @@ class Engine:
             raise OperationRefused(400, "BAD_REQUEST", "No GraphQL query found in the request.")
         viewer = context.viewer
         limits = context.limits.operation
-        introspection = context.settings.gateway_dev_mode or isinstance(viewer, Operator)
-        rules = _RULES if introspection else _RULES_WITHOUT_INTROSPECTION
+        if context.settings.gateway_dev_mode or isinstance(viewer, Operator):
+            rules = _RULES
+        elif isinstance(viewer, ServiceClient):
+            rules = _RULES_WITHOUT_INTROSPECTION  # a router: federation, not introspection
+        else:
+            rules = _RULES_FOR_VIEWERS
         measured = measure(self.graphql_schema, query, operation_name, limits, rules)
         if isinstance(measured, GraphQLError):
             return _body(None, [measured])

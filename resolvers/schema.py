@@ -26,8 +26,10 @@ class Query(ArchiveQuery, SearchQuery, BadgeQuery, NodeQuery, IdentityQuery):
 def create_schema() -> strawberry.Schema:
     """The schema: its types and resolvers. Operations run through resolvers/engine.py,
     which measures, prices, executes and masks them."""
-    return strawberry.Schema(
+    # An Apollo Federation 2 subgraph: Enterprise is an entity keyed by its USCC.
+    return strawberry.federation.Schema(
         query=Query,
+        federation_version="2.5",
         mutation=Mutation,
         subscription=NotificationSubscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
