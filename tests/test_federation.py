@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from gateway.settings import Settings
-from tests.conftest import bearer, graphql_as, in_production, serving
+from tests.conftest import CommandRecorder, bearer, graphql_as, in_production, serving
 from tests.test_deployment import NODE_TESTS, node_or_skip
 from tests.test_writes import UNKNOWN
 
@@ -149,3 +149,35 @@ async def test_the_subgraph_composes_with_one_that_extends_enterprise(
     assert "creditLimit: Int @join__field(graph: CREDIT)" in supergraph
     # Tiers stay the subgraph's business: @visibility does not reach the supergraph.
     assert "@visibility" not in supergraph
+
+
+@pytest.mark.parametrize(
+    ("representations", "message"),
+    [
+        ([{"__typename": "Store", "uscc": HANGZHOU}], 'representations[0] must be {"__typename"'),
+        ([{"__typename": "Enterprise"}], 'representations[0] must be {"__typename"'),
+        (
+            [{"__typename": "Enterprise", "uscc": HANGZHOU, "name": "x"}],
+            'representations[0] must be {"__typename"',
+        ),
+        (
+            [{"__typename": "Enterprise", "uscc": HANGZHOU}] * 101,
+            "at most 100 representations per call, got 101",
+        ),
+    ],
+)
+async def test_representations_not_of_this_subgraph_are_refused(
+    production: httpx.AsyncClient,
+    settings: Settings,
+    recorder: CommandRecorder,
+    representations: list[dict[str, Any]],
+    message: str,
+) -> None:
+    recorder.clear()
+    body = await graphql_as(
+        production, bearer(settings, "service"), ENTITIES, {"r": representations}
+    )
+    assert body["data"] is None
+    assert _codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"].startswith(message)
+    assert recorder.finds() == []  # nothing was looked up
