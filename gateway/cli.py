@@ -1,5 +1,5 @@
 """``integrity-gateway``: serve, seed, reindex-search, watch, rotate-keys,
-demo-identity, token, export-schema."""
+demo-identity, token, export-schema, export-contracts, ensure-validators."""
 
 from __future__ import annotations
 
@@ -273,6 +273,68 @@ def _duration(value: str) -> dt.timedelta:
     return dt.timedelta(seconds=int(number) * units[unit])
 
 
+def _export_contracts(args: argparse.Namespace) -> int:
+    import orjson
+
+    from loaders.contracts import CONTRACTS
+
+    target = Path(args.output)
+    target.mkdir(parents=True, exist_ok=True)
+    for (family, collection), shape in sorted(CONTRACTS.items()):
+        published = {
+            "$comment": (
+                f"integrity-gateway's contract for {family}.{collection} "
+                "(MongoDB $jsonSchema; loaders/contracts.py)"
+            ),
+            **shape,
+        }
+        (target / f"{family}.{collection}.json").write_bytes(
+            orjson.dumps(published, option=orjson.OPT_INDENT_2) + b"\n"
+        )
+    print(f"export-contracts: {len(CONTRACTS)} contracts written to {target}")
+    return 0
+
+
+def _ensure_validators(args: argparse.Namespace) -> int:
+    from pymongo.errors import PyMongoError
+
+    from gateway.runtime import open_sources
+    from gateway.settings import Source
+    from loaders.contracts import contract
+
+    settings = _settings()
+
+    async def run() -> int:
+        failed = 0
+        async with open_sources(settings) as sources:
+            for source in Source:
+                database = sources.db(source)
+                for collection in sorted(await database.list_collection_names()):
+                    shape = contract(source, collection)
+                    if shape is None:
+                        continue
+                    try:
+                        await database.command(
+                            {
+                                "collMod": collection,
+                                "validator": {"$jsonSchema": shape},
+                                "validationLevel": "moderate",
+                                "validationAction": args.action,
+                            }
+                        )
+                    except PyMongoError as exc:
+                        failed += 1
+                        print(
+                            f"ensure-validators: {source.value}.{collection}: {exc}",
+                            file=sys.stderr,
+                        )
+                        continue
+                    print(f"  {source.value}.{collection}: validator installed ({args.action})")
+        return 1 if failed else 0
+
+    return asyncio.run(run())
+
+
 def _export_schema(args: argparse.Namespace) -> int:
     from resolvers.schema import schema
 
@@ -423,6 +485,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="lifetime, e.g. 30m, 1h, 2d (default 1h)",
     )
     token.set_defaults(handler=_token)
+
+    contracts = commands.add_parser(
+        "export-contracts",
+        help="write each source collection's contract as JSON Schema (docs/contracts)",
+        description=(
+            "Write the declared shape of every collection the gateway reads, one "
+            "MongoDB $jsonSchema document per collection, as committed in docs/contracts."
+        ),
+    )
+    contracts.add_argument(
+        "--output", "-o", default="docs/contracts", metavar="DIR", help="default: docs/contracts"
+    )
+    contracts.set_defaults(handler=_export_contracts)
+
+    validators = commands.add_parser(
+        "ensure-validators",
+        help="install the contracts as MongoDB validators on the source collections",
+        description=(
+            "Install each collection's contract as its MongoDB validator "
+            "(validationLevel moderate). With --action warn (the default) MongoDB logs a "
+            "write that breaks it; with error it refuses the write. Needs collMod on "
+            "the sources; exits 1 if any collection refused."
+        ),
+    )
+    validators.add_argument("--action", choices=["warn", "error"], default="warn")
+    validators.set_defaults(handler=_ensure_validators)
 
     export = commands.add_parser(
         "export-schema",

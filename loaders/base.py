@@ -26,6 +26,7 @@ from gateway.metrics import CACHE_HITS, CACHE_MISSES, LOADER_BATCH, MONGODB_FIND
 from gateway.settings import Source
 from gateway.sources import Sources
 from gateway.tracing import span
+from loaders.contracts import contract, violation
 
 __all__ = [
     "MISSING",
@@ -103,6 +104,29 @@ def cache_prefix(source: Source, collection: str | None = None) -> str:
     """What every cache key of a collection (or of a whole source) starts with."""
     prefix = f"ig:{CACHE_FORMAT}:{source.value}:"
     return prefix if collection is None else f"{prefix}{collection}:"
+
+
+#: A key whose document (or one of whose list's documents) breaks its contract.
+_BROKEN: Any = object()
+#: Documents already reported as breaking their contract (logged once each).
+_REPORTED: set[tuple[str, str, str]] = set()
+_REPORTED_MAX = 10_000
+
+
+def _report_broken(source: Source, collection: str, key: Any, wrong: str) -> None:
+    """Log a document that breaks its contract, once: its key and the rule, no value."""
+    seen = (source.value, collection, str(key))
+    if seen in _REPORTED:
+        return
+    if len(_REPORTED) < _REPORTED_MAX:
+        _REPORTED.add(seen)
+    log.error(
+        "%s.%s %s breaks its contract (%s): its fields answer SOURCE_UNAVAILABLE",
+        source.value,
+        collection,
+        key,
+        wrong,
+    )
 
 
 #: What ``SourceLoader.peek`` answers for a key that has not been loaded.
@@ -202,9 +226,16 @@ class SourceLoader(DataLoader[Hashable, Any]):
                 )
                 error = source_error(self.source, self._deadline)
                 return [found.get(key, error) for key in keys]
+            broken = {key for key, value in fetched.items() if value is _BROKEN}
+            if broken:
+                # Documents that break their source's contract: their fields answer
+                # SOURCE_UNAVAILABLE, and nothing of them is cached.
+                error = source_error(self.source, self._deadline)
+                for key in broken:
+                    fetched[key] = error
             found.update(fetched)
             await self._documents.set_many(
-                {cache_keys[key]: pack(fetched[key]) for key in misses},
+                {cache_keys[key]: pack(fetched[key]) for key in misses if key not in broken},
                 misses=[cache_keys[key] for key in misses if fetched[key] is None]
                 if self.client_keys
                 else (),
@@ -224,13 +255,27 @@ class SourceLoader(DataLoader[Hashable, Any]):
         }
         with span(f"mongodb find {self.source.value}.{self.collection}", attributes):
             found = await cursor.to_list(None)
-        documents: Iterable[Document] = [self.transform(doc) for doc in found]
+        shape = contract(self.source, self.collection)
+        broken: set[Hashable] = set()
+        if shape is not None:
+            for doc in found:
+                wrong = violation(shape, doc)
+                if wrong is not None:
+                    broken.add(doc.get(self.key_field))
+                    _report_broken(self.source, self.collection, doc.get("_id"), wrong)
+        documents: Iterable[Document] = [
+            self.transform(doc) for doc in found if doc.get(self.key_field) not in broken
+        ]
         if not self.many:
             by_key: dict[Hashable, Any] = dict.fromkeys(keys)
             for doc in documents:
                 by_key[doc[self.key_field]] = doc
-            return by_key
-        grouped: defaultdict[Hashable, list[Document]] = defaultdict(list)
-        for doc in documents:
-            grouped[doc[self.key_field]].append(doc)
-        return {key: grouped.get(key, []) for key in keys}
+        else:
+            grouped: defaultdict[Hashable, list[Document]] = defaultdict(list)
+            for doc in documents:
+                grouped[doc[self.key_field]].append(doc)
+            by_key = {key: grouped.get(key, []) for key in keys}
+        for key in broken:
+            if key in by_key:
+                by_key[key] = _BROKEN
+        return by_key

@@ -42,6 +42,8 @@ def test_help_lists_every_command() -> None:
         "demo-identity",
         "token",
         "export-schema",
+        "export-contracts",
+        "ensure-validators",
     ):
         assert command in text
 
