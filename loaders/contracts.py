@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -226,42 +226,102 @@ _BSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+Check = Callable[[Any, str], "str | None"]
+#: Compiled checks by the id of their schema, each kept with its schema (so an id is
+#: never reused for another while its entry lives).
+_compiled: dict[int, tuple[Mapping[str, Any], Check]] = {}
+
+
 def violation(schema: Mapping[str, Any], value: Any, path: str = "") -> str | None:
     """The first rule of ``schema`` that ``value`` breaks, as "path: rule" (never the
-    value itself); None when it keeps them all."""
-    where = path or "(document)"
+    value itself); None when it keeps them all. Each schema is compiled once into
+    nested checks (the loaders run this on every document they read from MongoDB)."""
+    entry = _compiled.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = _compiled[id(schema)] = (schema, _compile(schema))
+    return entry[1](value, path)
+
+
+def _compile(schema: Mapping[str, Any]) -> Check:
+    steps: list[Check] = []
     types = schema.get("bsonType")
     if types is not None:
         names = types if isinstance(types, list) else [types]
-        ok = any(
-            isinstance(value, _BSON_TYPES[name])
-            and not (name in ("int", "long") and isinstance(value, bool))
-            for name in names
-        )
-        if not ok:
-            return f"{where}: must be {' or '.join(names)}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{where}: must be one of {', '.join(map(str, schema['enum']))}"
-    if (
-        "pattern" in schema
-        and isinstance(value, str)
-        and re.fullmatch(schema["pattern"].strip("^$"), value) is None
-    ):
-        return f"{where}: must match {schema['pattern']}"
-    if "minimum" in schema and isinstance(value, int) and value < schema["minimum"]:
-        return f"{where}: must be at least {schema['minimum']}"
-    if isinstance(value, Mapping):
-        for name in schema.get("required", ()):
-            if name not in value:
-                return f"{path + '.' if path else ''}{name}: required"
-        for name, sub in schema.get("properties", {}).items():
-            if name in value:
-                found = violation(sub, value[name], f"{path + '.' if path else ''}{name}")
-                if found:
-                    return found
-    if isinstance(value, list | tuple) and "items" in schema:
-        for index, item in enumerate(value):
-            found = violation(schema["items"], item, f"{path}[{index}]")
+        allowed = tuple(kind for name in names for kind in _BSON_TYPES[name])
+        integers_only = all(name in ("int", "long") for name in names if name != "null")
+        wanted = " or ".join(names)
+
+        def typed(value: Any, path: str) -> str | None:
+            if not isinstance(value, allowed) or (integers_only and isinstance(value, bool)):
+                return f"{path or '(document)'}: must be {wanted}"
+            return None
+
+        steps.append(typed)
+    if "enum" in schema:
+        members = frozenset(schema["enum"])
+        listed = ", ".join(map(str, schema["enum"]))
+
+        def enumerated(value: Any, path: str) -> str | None:
+            if not isinstance(value, str | int) or value not in members:
+                return f"{path or '(document)'}: must be one of {listed}"
+            return None
+
+        steps.append(enumerated)
+    if "pattern" in schema:
+        pattern = re.compile(schema["pattern"])
+
+        def matching(value: Any, path: str) -> str | None:
+            if isinstance(value, str) and pattern.search(value) is None:
+                return f"{path or '(document)'}: must match {schema['pattern']}"
+            return None
+
+        steps.append(matching)
+    if "minimum" in schema:
+        least = schema["minimum"]
+
+        def bounded(value: Any, path: str) -> str | None:
+            if isinstance(value, int) and value < least:
+                return f"{path or '(document)'}: must be at least {least}"
+            return None
+
+        steps.append(bounded)
+    required = tuple(schema.get("required", ()))
+    properties = tuple((name, _compile(sub)) for name, sub in schema.get("properties", {}).items())
+    if required or properties:
+
+        def fields(value: Any, path: str) -> str | None:
+            if not isinstance(value, Mapping):
+                return None
+            prefix = f"{path}." if path else ""
+            for name in required:
+                if name not in value:
+                    return f"{prefix}{name}: required"
+            for name, check in properties:
+                if name in value:
+                    found = check(value[name], prefix + name)
+                    if found:
+                        return found
+            return None
+
+        steps.append(fields)
+    if "items" in schema:
+        item = _compile(schema["items"])
+
+        def items(value: Any, path: str) -> str | None:
+            if isinstance(value, list | tuple):
+                for index, element in enumerate(value):
+                    found = item(element, f"{path}[{index}]")
+                    if found:
+                        return found
+            return None
+
+        steps.append(items)
+
+    def check(value: Any, path: str) -> str | None:
+        for step in steps:
+            found = step(value, path)
             if found:
                 return found
-    return None
+        return None
+
+    return check
