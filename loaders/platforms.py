@@ -15,15 +15,12 @@ from gateway.cache import DocumentCache
 from gateway.settings import Source
 from gateway.sources import Sources
 from loaders.base import SourceLoader
+from loaders.contracts import PLATFORM_SOURCES
 
 __all__ = ["CERTIFYING_PLATFORMS", "INDEXES", "PLATFORMS", "PlatformLoaders"]
 
-PLATFORMS = (
-    Source.PLATFORM_1688,
-    Source.PLATFORM_TAOBAO,
-    Source.PLATFORM_TMALL,
-    Source.PLATFORM_ALIBABA_COM,
-)
+#: The four platform sources (one shape of collection each; declared with the contracts).
+PLATFORMS = PLATFORM_SOURCES
 CERTIFYING_PLATFORMS = (Source.PLATFORM_1688, Source.PLATFORM_ALIBABA_COM)
 
 STORES = "stores"
