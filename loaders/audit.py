@@ -174,11 +174,15 @@ async def access_log_page(
             {"visible_from": {"$lte": now or dt.datetime.now(dt.UTC)}},
             {"visible_from": {"$exists": False}},
         ]
-    if viewer_kind is not None:
-        query["viewer.kind"] = viewer_kind
     if client_id is not None:
-        query["viewer.kind"] = "service"
+        # A client id is a service client's (a person's subject is never searched for):
+        # with another viewer kind asked for as well, nothing matches.
         query["viewer.subject"] = client_id
+        query["viewer.kind"] = "service" if viewer_kind in (None, "service") else viewer_kind
+        if viewer_kind not in (None, "service"):
+            return [], False
+    elif viewer_kind is not None:
+        query["viewer.kind"] = viewer_kind
     if field is not None:
         query["fields"] = field
     if before is not None:

@@ -451,3 +451,17 @@ async def test_records_from_before_deferrals_are_shown(
     assert [(r["clientId"], r["fields"], r["purpose"]) for r in seen] == [
         ("old-client", ["LegalRepresentative.maskedIdNumber"], [])
     ]
+
+
+async def test_a_client_id_with_another_viewer_kind_matches_nothing(
+    client: httpx.AsyncClient, settings: Settings, seeded: list[str]
+) -> None:
+    uscc = seeded[-9]
+    partner = bearer(settings, "service", scopes=["identity:read"], subject="tb-audit")
+    await graphql_as(client, partner, SENSITIVE, {"u": uscc})
+    operator = bearer(settings, "operator")
+    both = {"clientId": "tb-audit", "viewerKind": "OPERATOR"}
+    assert _log(await graphql_as(client, operator, LOG, {"u": uscc, "f": both})) == []
+    agreeing = {"clientId": "tb-audit", "viewerKind": "SERVICE"}
+    found = _log(await graphql_as(client, operator, LOG, {"u": uscc, "f": agreeing}))
+    assert [(r["viewerKind"], r["clientId"]) for r in found] == [("service", "tb-audit")]
