@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -40,6 +41,24 @@ def _pii_keys_or_exit(settings: Any, command: str) -> bool:
     return True
 
 
+class _StartupFailure(logging.Filter):
+    """uvicorn logs a failed start-up as a whole traceback; for the failures a user can
+    act on (the embedded store held by another process, a configuration error) the
+    reason's one line is the message."""
+
+    _KNOWN = ("gateway.embedded.EmbeddedError: ", "gateway.settings.ConfigurationError: ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("Traceback"):
+            for marker in self._KNOWN:
+                if marker in text:
+                    record.msg = "serve: " + text.rsplit(marker, 1)[1].strip()
+                    record.args = ()
+                    break
+        return True
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -55,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not _pii_keys_or_exit(settings, "serve"):
         return 2
     _logging(settings)
+    logging.getLogger("uvicorn.error").addFilter(_StartupFailure())
     uvicorn.run(
         create_app(settings, banner=True),
         host=settings.gateway_host,

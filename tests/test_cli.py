@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from gateway.auth import Authenticator
 from gateway.cli import build_parser, main
 from gateway.devkeys import dev_jwks
-from gateway.embedded import EmbeddedError, EmbeddedMongo
+from gateway.embedded import EmbeddedError, EmbeddedMongo, free_port
 from gateway.settings import Settings
 from gateway.viewer import ServiceClient
 from resolvers.schema import schema
@@ -139,3 +142,24 @@ def test_a_store_held_by_another_process_is_one_line(
     monkeypatch.setattr(EmbeddedMongo, "start", refuse)
     assert main(["seed", "--enterprises", "1"]) == 2
     assert capsys.readouterr().err == f"seed: {held}\n"
+
+
+def test_serve_says_in_one_line_that_its_store_is_held(tmp_path: Path) -> None:
+    """`serve` beside another process holding its embedded store: the reason, not
+    uvicorn's traceback of the failed start-up."""
+    with EmbeddedMongo(tmp_path / "mongodb"):
+        ran = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_port())],
+            env={**os.environ, "GATEWAY_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert ran.returncode == 3  # uvicorn's "start-up failed"
+    assert "Traceback" not in ran.stderr
+    failed = [line for line in ran.stderr.splitlines() if "ERROR" in line]
+    assert failed[0].endswith(
+        f"serve: embedded mongodb exited with code 1; see {tmp_path}/mongodb/mongodb.log "
+        f"(is another gateway using {tmp_path}/mongodb?)"
+    )
+    assert failed[1].endswith("Application startup failed. Exiting.")
