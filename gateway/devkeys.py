@@ -27,26 +27,33 @@ __all__ = ["ALL_SCOPES", "ROLES", "dev_jwks", "has_dev_key", "mint_dev_token", "
 _PRIVATE = "private.pem"
 
 
+def write_secret_once(path: Path, content: bytes) -> None:
+    """Make ``path`` (mode 0600) hold ``content`` unless it exists: written aside, then
+    linked into place, so two processes starting at once still agree on one secret."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, path)  # fails if another process won the race; keep theirs
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+
+
 def _private_key(directory: Path) -> ec.EllipticCurvePrivateKey:
     path = directory / _PRIVATE
     if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
         pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        # Write-then-rename: two processes starting at once still agree on one key.
-        fd, tmp = tempfile.mkstemp(dir=directory)
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
-        os.chmod(tmp, 0o600)
-        try:
-            os.link(tmp, path)  # fails if another process won the race; keep theirs
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        write_secret_once(path, pem)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{path} is not an EC private key")

@@ -22,10 +22,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import sha256
@@ -38,9 +36,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gateway.devkeys import write_secret_once
 from gateway.settings import ConfigurationError, Settings
 
-__all__ = ["Keyring", "PiiError", "dev_keys_value", "is_sealed"]
+__all__ = ["Keyring", "PiiError", "dev_keys_path", "dev_keys_value", "is_sealed"]
 
 _KID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _KEY_BYTES = 32
@@ -125,7 +124,7 @@ class Keyring:
                 "GATEWAY_DEV_MODE is off and PII_ENCRYPTION_KEYS is not set: ID numbers "
                 "cannot be sealed or opened without a key (see README, Personal data)"
             )
-        return cls.parse(dev_keys_value(settings.gateway_data_dir / _DEV_FILE))
+        return cls.parse(dev_keys_value(dev_keys_path(settings)))
 
     @property
     def kids(self) -> list[str]:
@@ -169,20 +168,14 @@ class Keyring:
         return hmac.new(key.index_key, f"{uscc}|{number}".encode(), sha256).digest()
 
 
+def dev_keys_path(settings: Settings) -> Path:
+    """Where dev mode keeps its key for ID numbers."""
+    return settings.gateway_data_dir / _DEV_FILE
+
+
 def dev_keys_value(path: Path) -> str:
     """The development key (``kid:base64``), made on first use with mode 0600."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         value = f"dev-{secrets.token_hex(4)}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
-        # Write-then-link: two processes starting at once still agree on one key.
-        fd, tmp = tempfile.mkstemp(dir=path.parent)
-        with os.fdopen(fd, "w") as out:
-            out.write(value + "\n")
-        os.chmod(tmp, 0o600)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        write_secret_once(path, (value + "\n").encode())
     return path.read_text().strip()

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from gateway.app import create_app
 from gateway.devkeys import mint_role_token
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis
-from gateway.pii import dev_keys_value
+from gateway.pii import dev_keys_path, dev_keys_value
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from loaders.seed import seed
@@ -105,7 +105,7 @@ def settings(stores: Stores) -> Settings:
 def in_production(settings: Settings, **updates: Any) -> Settings:
     """``settings`` with dev mode off, and the key the seed sealed ID numbers with
     given as PII_ENCRYPTION_KEYS (dev mode made it under the data directory)."""
-    keys = SecretStr(dev_keys_value(settings.gateway_data_dir / "pii-keys"))
+    keys = SecretStr(dev_keys_value(dev_keys_path(settings)))
     return settings.model_copy(
         update={"gateway_dev_mode": False, "pii_encryption_keys": keys, **updates}
     )

@@ -20,7 +20,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from gateway.cli import main
-from gateway.pii import Keyring, PiiError, dev_keys_value
+from gateway.pii import Keyring, PiiError, dev_keys_path, dev_keys_value
 from gateway.settings import ConfigurationError, Settings, Source
 from gateway.sources import Sources
 from loaders.base import cache_key
@@ -39,7 +39,7 @@ ID_SHAPED = re.compile(rb"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 
 
 def _dev_keys(settings: Settings) -> str:
-    return dev_keys_value(settings.gateway_data_dir / "pii-keys")
+    return dev_keys_value(dev_keys_path(settings))
 
 
 def _new_key(kid: str) -> str:
