@@ -35,6 +35,7 @@ __all__ = [
     "MetricsEndpoint",
     "observe_operation",
     "observe_request",
+    "route_label",
 ]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -144,8 +145,13 @@ def observe_operation(
         _ERRORS.labels("none" if code is None else code if code in _CODES else "other").inc()
 
 
+def route_label(path: str) -> str:
+    """A request's route as labels and spans name it: one of the gateway's, or other."""
+    return path if path in _ROUTES else "other"
+
+
 def observe_request(path: str, method: str, status: int, seconds: float) -> None:
-    route = path if path in _ROUTES else "other"
+    route = route_label(path)
     _REQUESTS.labels(route, method if method in _METHODS else "other", str(status)).inc()
     _SECONDS.labels(route).observe(seconds)
 

@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.logs import REQUEST_ID
+from gateway.metrics import route_label
 from gateway.settings import Settings
 
 __all__ = ["Tracing", "configure_tracing", "enabled", "shutdown_tracing", "span"]
@@ -109,7 +110,7 @@ class Tracing:
             if name in (b"traceparent", b"tracestate")
         }
         parent = propagate.extract(carrier) if carrier else None
-        route = scope["path"] if scope["path"] in _ROUTES else "other"
+        route = route_label(scope["path"])
         status = 500
 
         async def observe(message: Message) -> None:
@@ -131,6 +132,3 @@ class Tracing:
                 current.set_attribute("request.id", REQUEST_ID.get())
                 if status >= 500:
                     current.set_status(Status(StatusCode.ERROR))
-
-
-_ROUTES = frozenset(("/graphql", "/healthz", "/readyz", "/metrics"))
