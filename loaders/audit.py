@@ -23,6 +23,7 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from gateway.settings import Settings
 from gateway.sources import Sources
+from loaders.base import newest_first
 
 __all__ = [
     "ACCESS_ACTIONS",
@@ -185,13 +186,6 @@ async def access_log_page(
         query["viewer.kind"] = viewer_kind
     if field is not None:
         query["fields"] = field
-    if before is not None:
-        query["_id"] = {"$lt": before}
-    found = (
-        await sources.audit[RECORDS]
-        .find(query, {"before": 0, "after": 0})
-        .sort("_id", -1)
-        .limit(first + 1)
-        .to_list(None)
+    return await newest_first(
+        sources.audit[RECORDS], query, first, before, {"before": 0, "after": 0}
     )
-    return found[:first], len(found) > first

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
@@ -279,3 +279,18 @@ class SourceLoader(DataLoader[Hashable, Any]):
             if key in by_key:
                 by_key[key] = _BROKEN
         return by_key
+
+
+async def newest_first(
+    collection: Any,
+    query: Document,
+    first: int,
+    before: Any | None,
+    projection: Mapping[str, Any] | None = None,
+) -> tuple[list[Document], bool]:
+    """A page of what the gateway keeps itself, newest first (ids grow with time): up
+    to ``first`` documents older than the cursor ``before``, and whether more follow."""
+    if before is not None:
+        query = {**query, "_id": {"$lt": before}}
+    docs = await collection.find(query, projection).sort("_id", -1).limit(first + 1).to_list(None)
+    return docs[:first], len(docs) > first

@@ -28,7 +28,7 @@ from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from gateway.viewer import Viewer
 from loaders import audit
-from loaders.base import Document
+from loaders.base import Document, newest_first
 from loaders.freshness import Change, Freshness
 from loaders.identity import AUTHENTICATIONS
 from loaders.integrity import SERVICE_STATUS
@@ -240,24 +240,13 @@ async def notify(
     return doc
 
 
-async def _newest_first(
-    collection: Any, query: Document, first: int, before: ObjectId | None
-) -> tuple[list[Document], bool]:
-    """Up to ``first`` documents, newest first (ids grow with time), older than the
-    cursor ``before``; and whether more follow."""
-    if before is not None:
-        query = {**query, "_id": {"$lt": before}}
-    docs = await collection.find(query).sort("_id", DESCENDING).limit(first + 1).to_list(None)
-    return docs[:first], len(docs) > first
-
-
 async def notifications_page(
     sources: Sources, uscc: str, *, first: int, before: ObjectId | None, unread_only: bool
 ) -> tuple[list[Document], bool]:
     query: Document = {"uscc": uscc}
     if unread_only:
         query["read"] = False
-    return await _newest_first(sources.gateway[NOTIFICATIONS], query, first, before)
+    return await newest_first(sources.gateway[NOTIFICATIONS], query, first, before)
 
 
 async def unread_count(sources: Sources, uscc: str) -> int:
@@ -297,7 +286,7 @@ async def correction(sources: Sources, correction_id: ObjectId) -> Document | No
 async def corrections_of(
     sources: Sources, uscc: str, *, first: int, before: ObjectId | None
 ) -> tuple[list[Document], bool]:
-    return await _newest_first(sources.gateway[CORRECTIONS], {"uscc": uscc}, first, before)
+    return await newest_first(sources.gateway[CORRECTIONS], {"uscc": uscc}, first, before)
 
 
 async def close_correction(
@@ -413,12 +402,21 @@ _DISCLOSURE_NOTICES = "disclosure_notices"
 _NOTICE_OVERLAP = dt.timedelta(minutes=5)
 
 
-def _disclosure_notice(record: Document) -> tuple[str, str]:
-    fields = ", ".join(record["fields"])
-    return (
-        f"Information disclosed to {record['authority']}",
+async def _tell_disclosure(
+    sources: Sources, cache: DocumentCache, record: Document
+) -> Document | None:
+    """The enterprise's notice of a disclosure, stored once (its event key); None when
+    it was told already."""
+    authority, fields = record["authority"], ", ".join(record["fields"])
+    return await notify(
+        sources,
+        cache,
+        record["enterprise"],
+        "DISCLOSURE",
+        f"Information disclosed to {authority}",
         f"As the law requires ({record['legal_basis']}; reference {record['reference']}), "
-        f"the operator disclosed to {record['authority']}: {fields}.",
+        f"the operator disclosed to {authority}: {fields}.",
+        event=f"disclosure:{record['_id']}",
     )
 
 
@@ -459,10 +457,8 @@ async def record_disclosure(
     record["notice_due"] = deferred_until or at
     await audit.append(sources, record)
     if deferred_until is None:
-        title, body = _disclosure_notice(record)
-        event = f"disclosure:{record['_id']}"
         try:
-            await notify(sources, cache, enterprise, "DISCLOSURE", title, body, event=event)
+            await _tell_disclosure(sources, cache, record)
         except PyMongoError as exc:
             log.warning("disclosure %s recorded, notice left for upkeep: %s", record["_id"], exc)
     return record
@@ -490,17 +486,7 @@ async def release_deferred_notices(
     )
     told = 0
     async for record in due:
-        title, body = _disclosure_notice(record)
-        sent = await notify(
-            sources,
-            cache,
-            record["enterprise"],
-            "DISCLOSURE",
-            title,
-            body,
-            event=f"disclosure:{record['_id']}",
-        )
-        told += sent is not None
+        told += await _tell_disclosure(sources, cache, record) is not None
     await upkeep.update_one({"_id": _DISCLOSURE_NOTICES}, {"$set": {"until": now}}, upsert=True)
     return told
 
