@@ -20,7 +20,7 @@ from gateway.accesslog import AccessLog
 from gateway.admission import Admission
 from gateway.graphql_view import GraphQLView
 from gateway.http import healthz, readyz
-from gateway.ide import ASSET_PATH, ASSETS, dev_tokens
+from gateway.ide import ASSET_PATH, ASSETS, dev_tokens, sample_usccs_or_none
 from gateway.metrics import MetricsEndpoint
 from gateway.pii import Keyring
 from gateway.runtime import Runtime, open_runtime
@@ -33,7 +33,6 @@ from loaders import writes
 from loaders.audit import ensure_audit_indexes
 from loaders.freshness import create_watcher
 from loaders.indexes import ensure_indexes
-from loaders.registry import sample_usccs
 from loaders.search import needs_rebuild, rebuild_facets
 from loaders.seed import DEMO_RANDOM_SEED, holds_seed, registry_is_empty, seed
 from loaders.writes import ensure_write_indexes
@@ -93,15 +92,6 @@ async def _rebuild_search_facets(runtime: Runtime, sources: Sources) -> None:
     finally:
         await bulk.close()
     log.info("search facets rebuilt: %d enterprises, %d facets", enterprises, facets)
-
-
-async def _examples(sources: Sources) -> list[str]:
-    """A USCC of each kind from the registry, for the banner and GraphiQL's owner token."""
-    try:
-        return await sample_usccs(sources)
-    except PyMongoError as exc:
-        log.warning("example USCCs not read: %s", exc)
-        return []
 
 
 def _banner(settings: Settings, examples: list[str]) -> None:
@@ -168,6 +158,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
                 runtime.embedded_mongodb_url,
                 socket_timeout_ms=settings.startup_timeout_ms,
             )
+            examples: list[str] = []
             try:
                 # Seeding replaces the collections, indexes included, so it goes first.
                 await _seed_if_empty(runtime, startup)
@@ -175,14 +166,15 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Sta
                 await ensure_indexes(startup)
                 await ensure_audit_indexes(startup, settings)
                 await ensure_write_indexes(startup, settings)
-                examples = await _examples(startup) if banner or settings.gateway_dev_mode else []
                 if banner:
+                    examples = await sample_usccs_or_none(startup)
                     _banner(settings, examples)
             finally:
                 await startup.close()
             app.state.runtime = runtime
-            # Whose owner token GraphiQL offers (dev mode).
-            app.state.example_uscc = examples[0] if examples else None
+            if banner and examples:
+                # Whose owner token GraphiQL offers (else found on its first request).
+                app.state.example_uscc = examples[0]
             watcher = create_watcher(runtime.sources, runtime.cache)
             app.state.watcher = watcher if settings.watcher_enabled else None
             if settings.watcher_enabled:

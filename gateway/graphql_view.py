@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.admission import error_body, send_error
 from gateway.audit import AuditTrail
 from gateway.auth import TokenError
-from gateway.ide import dev_tokens, ide_page
+from gateway.ide import dev_tokens, example_uscc, ide_page
 from gateway.metrics import observe_operation, operation_label
 from gateway.persisted import PersistedNotFound
 from gateway.requests import Operation, RequestRefused, read_operation
@@ -190,7 +190,7 @@ class GraphQLView:
             return
         if _wants_ide(request):
             if settings.gateway_dev_mode:
-                owned = getattr(request.app.state, "example_uscc", None)
+                owned = await example_uscc(request.app)
                 page = ide_page(dev_tokens(settings, owned))
                 await HTMLResponse(page, headers={"cache-control": "no-store"})(
                     scope, receive, send

@@ -12,14 +12,28 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import logging
 from pathlib import Path
 
 import orjson
+from pymongo.errors import PyMongoError
+from starlette.applications import Starlette
 
 from gateway.devkeys import ALL_SCOPES, mint_role_token
 from gateway.settings import Settings
+from gateway.sources import Sources
+from loaders.registry import sample_usccs
 
-__all__ = ["ASSETS", "ASSET_PATH", "dev_tokens", "ide_page"]
+__all__ = [
+    "ASSETS",
+    "ASSET_PATH",
+    "dev_tokens",
+    "example_uscc",
+    "ide_page",
+    "sample_usccs_or_none",
+]
+
+log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent / "static" / "graphiql"
 ASSET_PATH = "/graphql-ide"
@@ -121,3 +135,23 @@ def dev_tokens(settings: Settings, owned: str | None) -> list[tuple[str, str]]:
         ("operator", mint_role_token(settings, "operator", ttl=ttl)),
     ]
     return tokens
+
+
+async def sample_usccs_or_none(sources: Sources) -> list[str]:
+    """A USCC of each kind from the registry (the banner's examples); none if it does
+    not answer."""
+    try:
+        return await sample_usccs(sources)
+    except PyMongoError as exc:
+        log.warning("example USCCs not read: %s", exc)
+        return []
+
+
+async def example_uscc(app: Starlette) -> str | None:
+    """The enterprise GraphiQL's owner token acts for: the banner's first example, or
+    looked up on GraphiQL's first request (rather than at every start in dev mode)."""
+    if not hasattr(app.state, "example_uscc"):
+        examples = await sample_usccs_or_none(app.state.runtime.sources)
+        app.state.example_uscc = examples[0] if examples else None
+    found: str | None = app.state.example_uscc
+    return found
