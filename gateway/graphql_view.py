@@ -258,14 +258,19 @@ class GraphQLView:
         if request.method == "POST":
             allowed.add(OperationType.MUTATION)
         started = time.perf_counter()
-        name = operation.operation_name
+
+        def observed(outcome: str, errors: Any) -> None:
+            # The operation's name as its document gives it, else as the request did.
+            name = context.report.operation_name or operation.operation_name
+            observe_operation(name, outcome, time.perf_counter() - started, errors)
+
         try:
             async with asyncio.timeout(deadline_s + _DEADLINE_GRACE_S):
                 with span("graphql.operation") as current:
                     body = await self.engine.run(
                         operation.query,
                         operation.variables,
-                        name,
+                        operation.operation_name,
                         context,
                         allowed,
                         operation.extensions,
@@ -273,9 +278,7 @@ class GraphQLView:
                     if current is not None:
                         current.set_attributes(_span_attributes(context, body))
         except TimeoutError:
-            name = context.report.operation_name or name
-            timed_out = {"extensions": {"code": ErrorCode.TIMEOUT.value}}
-            observe_operation(name, "failed", time.perf_counter() - started, [timed_out])
+            observed("failed", [{"extensions": {"code": ErrorCode.TIMEOUT.value}}])
             return _error_response(
                 503,
                 ErrorCode.TIMEOUT.value,
@@ -283,17 +286,13 @@ class GraphQLView:
                 media_type,
             )
         except OperationRefused as refused:
-            name = context.report.operation_name or name
-            denial = {"extensions": {"code": refused.code}}
-            observe_operation(name, "refused", time.perf_counter() - started, [denial])
+            observed("refused", [{"extensions": {"code": refused.code}}])
             return _error_response(refused.status, refused.code, refused.message, media_type)
         if context.report.allowance is not None and context.report.allowance.allowed:
             await runtime.persisted.register(operation)  # validated and paid for
         if audit:
             await record_or_withhold(runtime, audit, body)
-        elapsed = time.perf_counter() - started
-        name = context.report.operation_name or name
-        observe_operation(name, _outcome(body), elapsed, body.get("errors", ()))
+        observed(_outcome(body), body.get("errors", ()))
         if "errors" in body:
             # Raised in whatever order fields finished; sent in document order, so the
             # same request always gets the same bytes.
