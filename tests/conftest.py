@@ -192,6 +192,11 @@ async def graphql(
     return without_cost(response)
 
 
+def codes(body: dict[str, Any]) -> list[str]:
+    """The codes of an answer's errors, in order."""
+    return [error["extensions"]["code"] for error in body.get("errors", ())]
+
+
 def bearer(settings: Settings, role: str, **claims: Any) -> dict[str, str]:
     """Authorization header with a dev token for ``role``."""
     token = mint_role_token(settings, role, **claims)

@@ -24,7 +24,7 @@ from gateway.settings import Settings
 from gateway.sources import GATEWAY_DATABASE, Sources
 from loaders import writes
 from loaders.audit import RECORDS, SPOOL, drain_spool
-from tests.conftest import bearer, graphql_as, serving
+from tests.conftest import bearer, codes, graphql_as, serving
 from tests.test_writes import UNKNOWN
 
 SENSITIVE = """
@@ -64,10 +64,6 @@ mutation ($u: USCC!, $fields: [String!]!, $until: DateTime, $c: String) {
 def _log(body: dict[str, Any]) -> list[dict[str, Any]]:
     log = body["data"]["enterprise"]["accessLog"]
     return [edge["node"] for edge in log["edges"]]
-
-
-def _codes(body: dict[str, Any]) -> list[str]:
-    return [error["extensions"]["code"] for error in body.get("errors", [])]
 
 
 async def test_the_owner_reads_who_read_it_and_operators_filter_it(
@@ -142,7 +138,7 @@ async def test_nobody_else_reads_the_trail(
     headers = bearer(settings, **claims) if claims else {}
     body = await graphql_as(client, headers, LOG, {"u": seeded[-1]})
     assert body["data"] == {"enterprise": {"accessLog": None}}
-    assert _codes(body) == [code]
+    assert codes(body) == [code]
 
 
 @pytest.mark.parametrize(
@@ -163,7 +159,7 @@ async def test_a_bad_filter_is_refused(
     body = await graphql_as(
         client, bearer(settings, "operator"), LOG, {"u": seeded[-1], "f": filter}
     )
-    assert _codes(body) == ["BAD_USER_INPUT"]
+    assert codes(body) == ["BAD_USER_INPUT"]
     assert message in body["errors"][0]["message"]
 
 
@@ -344,7 +340,7 @@ async def test_a_bad_disclosure_is_refused_and_nothing_recorded(
     body = await graphql_as(
         client, bearer(settings, "operator"), DISCLOSE, {"u": seeded[-5], **variables}
     )
-    assert _codes(body) == [code]
+    assert codes(body) == [code]
     assert message in body["errors"][0]["message"]
     assert await mongo["audit"][RECORDS].count_documents({"action": "disclosure"}) == before
 
@@ -372,7 +368,7 @@ async def test_only_operators_record_disclosures(
         client, headers, DISCLOSE, {"u": seeded[-5], "fields": ["Enterprise.name"]}
     )
     assert body["data"] == {"recordDisclosure": None}
-    assert _codes(body) == [code]
+    assert codes(body) == [code]
 
 
 async def test_the_trail_is_kept_for_its_retention(

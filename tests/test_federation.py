@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from gateway.settings import Settings
-from tests.conftest import CommandRecorder, bearer, graphql_as, in_production, serving
+from tests.conftest import CommandRecorder, bearer, codes, graphql_as, in_production, serving
 from tests.test_deployment import NODE_TESTS, node_or_skip
 from tests.test_writes import UNKNOWN
 
@@ -53,10 +53,6 @@ async def production(settings: Settings, seeded: list[str]) -> AsyncIterator[htt
         yield client
 
 
-def _codes(body: dict[str, Any]) -> list[str]:
-    return [error["extensions"]["code"] for error in body.get("errors", [])]
-
-
 async def test_the_router_reads_the_subgraph_sdl_and_nobody_else_does(
     production: httpx.AsyncClient, settings: Settings
 ) -> None:
@@ -69,7 +65,7 @@ async def test_the_router_reads_the_subgraph_sdl_and_nobody_else_does(
     for headers in ({}, bearer(settings, "member")):
         refused = await graphql_as(production, headers, SERVICE)
         assert refused.get("data") is None
-        assert _codes(refused) == ["FORBIDDEN"]
+        assert codes(refused) == ["FORBIDDEN"]
         assert refused["errors"][0]["message"] == (
             "_service answers a supergraph's router (a service client) only."
         )
@@ -107,7 +103,7 @@ async def test_entities_resolve_through_the_loaders_and_the_tiers(
         (["_entities", 0, "identityAuthentication", "method"], "FORBIDDEN")
     ]
     anonymous = await graphql_as(production, {}, ENTITIES, {"r": representations})
-    assert _codes(anonymous) == ["FORBIDDEN"]
+    assert codes(anonymous) == ["FORBIDDEN"]
 
 
 async def test_a_malformed_key_is_refused_without_a_lookup(
@@ -178,6 +174,6 @@ async def test_representations_not_of_this_subgraph_are_refused(
         production, bearer(settings, "service"), ENTITIES, {"r": representations}
     )
     assert body["data"] is None
-    assert _codes(body) == ["BAD_USER_INPUT"]
+    assert codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["message"].startswith(message)
     assert recorder.finds() == []  # nothing was looked up

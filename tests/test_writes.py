@@ -19,7 +19,7 @@ from gateway.sources import GATEWAY_DATABASE
 from loaders import writes
 from loaders.base import cache_key
 from loaders.codes import uscc_check_chars
-from tests.conftest import bearer, graphql_as
+from tests.conftest import bearer, codes, graphql_as
 
 #: Valid check characters, but no enterprise has it.
 UNKNOWN = "91330106MA2KXXXX" + uscc_check_chars("91330106MA2KXXXX")
@@ -68,10 +68,6 @@ def owner(settings: Settings, uscc: str) -> dict[str, str]:
 
 def operator(settings: Settings) -> dict[str, str]:
     return bearer(settings, "operator")
-
-
-def codes(body: dict[str, Any]) -> list[str]:
-    return [error["extensions"]["code"] for error in body.get("errors", ())]
 
 
 async def restore(
