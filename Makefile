@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install node-deps run test lint schema bench bench-freshness clean
+.PHONY: install node-deps run test lint schema divisions bench bench-freshness clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -48,6 +48,11 @@ lint: install
 
 schema: install
 	$(BIN)/integrity-gateway export-schema --output schema.graphql
+
+# The GB/T 2260 division table (loaders/data/divisions.tsv) from the packages pinned in
+# tests/node/package-lock.json; a test checks the committed table is what they give.
+divisions: node-deps
+	node tests/node/divisions.mjs > loaders/data/divisions.tsv
 
 clean:
 	rm -rf $(VENV) var .pytest_cache tests/node/node_modules
