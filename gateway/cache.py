@@ -12,6 +12,12 @@ asks Redis with a generous timeout, and only when the probe fails too is Redis l
 alone for ``retry_after_s`` (a dead cache then costs one probe per interval, not one
 timeout per request).
 
+On a Redis Cluster (``from_url(cluster=True)``) the keys of one MGET lie on many slots:
+it is sent as one MGET per slot, pipelined to each node at once (one round trip per
+node, in parallel). A cluster client opens connections per node and fails, rather than
+waits, when one node's are all lent out, so here at most ``pool_size`` commands are in
+flight per process and a request waits (bounded) for its turn instead.
+
 Eviction (writes through the gateway, and the change-stream watcher) leaves a
 *tombstone* for a short grace, not a gap: an empty value that reads as a miss, and that
 write-backs, which only ever add (``SET NX``), cannot replace. A request that read the
@@ -24,17 +30,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.trace import SpanKind
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.tracing import span
 
-__all__ = ["TOMBSTONE", "DocumentCache"]
+__all__ = ["TOMBSTONE", "AnyRedis", "DocumentCache"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,8 @@ _MAX_BATCH_KEYS = 2000
 TOMBSTONE = b""
 #: Keys one eviction command carries.
 _EVICT_CHUNK = 500
+#: One Redis server, or a Redis Cluster.
+AnyRedis = Redis | RedisCluster
 
 
 @dataclass(slots=True)
@@ -57,16 +67,23 @@ class _Batch:
 class DocumentCache:
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         *,
         ttl_seconds: int,
         miss_ttl_seconds: int | None = None,
-        probe: Redis | None = None,
+        probe: AnyRedis | None = None,
         retry_after_s: float = 5.0,
         probe_timeout_s: float = 2.0,
         eviction_grace_s: int = 30,
+        in_flight: int | None = None,
+        in_flight_wait_s: float = 1.0,
     ) -> None:
+        """``in_flight``: at most this many commands at once (a cluster client's pools
+        do not wait), a command waiting at most ``in_flight_wait_s`` for its turn."""
         self._redis = redis
+        self._cluster = isinstance(redis, RedisCluster)
+        self._turns = asyncio.Semaphore(in_flight) if in_flight is not None else None
+        self._turn_wait_s = in_flight_wait_s
         self._probe = probe or redis
         self._ttl = ttl_seconds
         self._miss_ttl = miss_ttl_seconds or ttl_seconds
@@ -88,7 +105,26 @@ class DocumentCache:
         pool_size: int = 64,
         pool_timeout_s: float = 1.0,
         eviction_grace_s: int = 30,
+        cluster: bool = False,
     ) -> DocumentCache:
+        if cluster:
+            return cls(
+                # Per node; the turns keep this process's commands within it (with
+                # room for the notifications' subscription).
+                RedisCluster.from_url(
+                    url,
+                    max_connections=pool_size + 2,
+                    socket_timeout=timeout_s,
+                    socket_connect_timeout=timeout_s,
+                    health_check_interval=30,
+                ),
+                ttl_seconds=ttl_seconds,
+                miss_ttl_seconds=miss_ttl_seconds,
+                probe=RedisCluster.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0),
+                eviction_grace_s=eviction_grace_s,
+                in_flight=pool_size,
+                in_flight_wait_s=pool_timeout_s,
+            )
         # A blocking pool: when every connection is lent out a request waits (at most
         # pool_timeout_s) for one instead of failing, so load never looks like an outage.
         pool = BlockingConnectionPool.from_url(
@@ -159,7 +195,12 @@ class DocumentCache:
         try:
             # The span is the first asker's (a batch serves every request of the tick).
             with span("redis MGET", _redis_attributes("MGET", len(keys)), kind=SpanKind.CLIENT):
-                values = await self._redis.mget(keys)
+                async with self._turn():
+                    values = await (
+                        self._redis.mget_nonatomic(keys)  # type: ignore[union-attr]
+                        if self._cluster
+                        else self._redis.mget(keys)
+                    )
         except RedisError as exc:
             self.suspect("MGET", exc)
             values = [None] * len(keys)
@@ -197,7 +238,7 @@ class DocumentCache:
         ttl = ttl_seconds or self._ttl
         try:
             with span("redis SET", _redis_attributes("SET", len(items)), kind=SpanKind.CLIENT):
-                async with self._redis.pipeline(transaction=False) as pipe:
+                async with self._turn(), self._redis.pipeline(transaction=False) as pipe:
                     for key, value in items.items():
                         expiry = self._miss_ttl if key in short else ttl
                         pipe.set(key, value, ex=expiry, nx=not replace)
@@ -212,7 +253,7 @@ class DocumentCache:
         Raises ``RedisError``: a caller that could not evict must know (the watcher
         retries; a mutation fails rather than leave a stale answer behind)."""
         for start in range(0, len(keys), _EVICT_CHUNK):
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with self._turn(), self._redis.pipeline(transaction=False) as pipe:
                 for key in keys[start : start + _EVICT_CHUNK]:
                     pipe.set(key, TOMBSTONE, ex=self._eviction_grace_s)
                 await pipe.execute()
@@ -241,7 +282,7 @@ class DocumentCache:
         if not self.available:
             return None
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with self._turn(), self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(key, value, nx=True)
                 pipe.get(key)
                 _, held = await pipe.execute()
@@ -252,14 +293,38 @@ class DocumentCache:
 
     async def put(self, key: str, value: bytes) -> None:
         """``key`` := ``value``, no TTL. Raises ``RedisError``."""
-        await self._redis.set(key, value)
+        async with self._turn():
+            await self._redis.set(key, value)
 
     async def publish(self, channel: str, message: bytes) -> None:
         """Publish to a channel (live notifications). Raises ``RedisError``."""
-        await self._redis.publish(channel, message)
+        async with self._turn():
+            # On a cluster, a node forwards what it is sent to every other node.
+            await self._redis.publish(channel, message)
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """This process's turn to send a command (always, without a cap on commands
+        in flight); waiting longer than the pool wait is a failed call."""
+        if self._turns is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._turn_wait_s):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise RedisConnectionError("No connection available.") from None
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     @property
-    def client(self) -> Redis:
+    def cluster(self) -> bool:
+        return self._cluster
+
+    @property
+    def client(self) -> AnyRedis:
         """The Redis client itself, for pub/sub subscriptions."""
         return self._redis
 

@@ -16,9 +16,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from limits import RateLimitItem, parse, parse_many
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from gateway.cache import DocumentCache
@@ -95,6 +96,12 @@ class Allowance:
         return headers
 
 
+def _cluster_uri(redis_url: str) -> str:
+    """The `limits` library's name for the cluster a node's ``redis://`` (or
+    ``rediss://``) URL is in: a cluster has no database number."""
+    return urlunsplit(("async+redis+cluster", urlsplit(redis_url).netloc, "", "", ""))
+
+
 class Limits:
     """The operation budget and the rate limiters of one process."""
 
@@ -104,6 +111,7 @@ class Limits:
         redis_url: str | None,
         *,
         health: DocumentCache | None = None,
+        cluster: bool = False,
     ) -> None:
         self.operation = OperationBudget.from_settings(settings)
         self.verify: RateLimitItem = parse(settings.verify_rate_limit)
@@ -119,11 +127,22 @@ class Limits:
         self._shared: SlidingWindowCounterRateLimiter | None = None
         self._storage: RedisStorage | None = None
         if redis_url is not None:
-            storage = self._storage = RedisStorage(
-                f"async+{redis_url}",
-                implementation="redispy",
-                socket_timeout=0.5,
-                socket_connect_timeout=0.5,
+            storage = self._storage = (
+                # The library keeps a client's windows on one slot (a hash tag).
+                RedisClusterStorage(
+                    _cluster_uri(redis_url),
+                    implementation="redispy",
+                    socket_timeout=0.5,
+                    socket_connect_timeout=0.5,
+                    ssl=redis_url.startswith("rediss:"),
+                )
+                if cluster
+                else RedisStorage(
+                    f"async+{redis_url}",
+                    implementation="redispy",
+                    socket_timeout=0.5,
+                    socket_connect_timeout=0.5,
+                )
             )
             self._shared = SlidingWindowCounterRateLimiter(storage)
         self._local = SlidingWindowCounterRateLimiter(MemoryStorage())

@@ -13,9 +13,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
+
+from gateway.cache import AnyRedis
 
 __all__ = ["NotificationHub"]
 
@@ -28,7 +30,7 @@ _RETRY_S = 1.0
 
 
 class NotificationHub:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
         self._redis = redis
         self._pubsub: PubSub | None = None
         self._listeners: dict[str, set[asyncio.Queue[str]]] = {}
@@ -60,6 +62,10 @@ class NotificationHub:
 
     async def _subscribe(self, channel: str) -> None:
         if self._pubsub is None:
+            if isinstance(self._redis, RedisCluster):
+                # A cluster's pub/sub picks its node from the slots map, which a
+                # client builds on its first command.
+                await self._redis.initialize()
             self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(channel)
         if self._reader is None or self._reader.done():

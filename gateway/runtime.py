@@ -78,9 +78,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             pool_size=settings.redis_pool_size,
             pool_timeout_s=settings.redis_pool_timeout_ms / 1000,
             eviction_grace_s=settings.eviction_grace_seconds,
+            cluster=settings.redis_cluster,
         )
         stack.push_async_callback(cache.close)
-        limits = Limits(settings, redis_url, health=cache)
+        limits = Limits(settings, redis_url, health=cache, cluster=settings.redis_cluster)
         stack.push_async_callback(limits.close)
         notifications = NotificationHub(cache.client)
         stack.push_async_callback(notifications.close)

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         default=None,
         description="Redis URL for the document cache; unset starts the embedded server.",
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description=(
+            "REDIS_URL names one node of a Redis Cluster: the gateway discovers the others, "
+            "and documents, rate limits and notifications are spread over its slots."
+        ),
+    )
     cache_ttl_seconds: int = Field(default=300, ge=1, le=86_400)
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65_535)
@@ -395,6 +402,12 @@ class Settings(BaseSettings):
                     f'{origin!r} is not an origin: scheme://host[:port], no path, or ["*"] alone'
                 )
         return value
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_node(self) -> Settings:
+        if self.redis_cluster and self.redis_url is None:
+            raise ValueError("REDIS_CLUSTER needs REDIS_URL: a node of the cluster")
+        return self
 
     @model_validator(mode="after")
     def _credentials_need_origins(self) -> Settings:
