@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -148,10 +147,11 @@ class SearchQuery:
         # The hits and what their selection needs, in one step (one MGET): the USCCs
         # come from the search, not the client, so loading ahead for a hit whose
         # enterprise has just left the registry costs a few misses and no more.
-        docs, _ = await asyncio.gather(
-            context.loaders.enterprise_by_uscc.load_many(found.usccs),
-            prefetch_enterprises(info, found.usccs, nodes),
-        )
+        # (The hits' loads are queued first; loading ahead queues the rest before the
+        # loaders dispatch, so all share the tick's MGET.)
+        hits = context.loaders.enterprise_by_uscc.load_many(found.usccs)
+        await prefetch_enterprises(info, found.usccs, nodes)
+        docs = await hits
         edges = [
             EnterpriseEdge(
                 cursor=encode_cursor(context.cursor_key, criteria, doc["_id"], page),
