@@ -8,10 +8,11 @@ the fields that needed it fail.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
@@ -36,6 +37,7 @@ __all__ = [
     "SourceUnavailableError",
     "cache_key",
     "cache_prefix",
+    "load_together",
     "pack",
     "unpack",
 ]
@@ -199,48 +201,63 @@ class SourceLoader(DataLoader[Hashable, Any]):
         return doc
 
     async def batch_load_fn(self, keys: Sequence[Hashable]) -> list[Any]:
-        cache_keys = {
-            key: cache_key(self.source, self.collection, self.key_field, key) for key in keys
-        }
+        cache_keys = self._cache_keys(keys)
+        hits = await self._documents.get_many(cache_keys)
+        found, misses = self._cached(keys, hits, cache_keys)
+        if misses:
+            found.update(await self._from_source(misses))
+        return [found[key] for key in keys]
+
+    def _cache_keys(self, keys: Sequence[Hashable]) -> list[str]:
+        prefix = f"{cache_prefix(self.source, self.collection)}{self.key_field}:"
+        return [f"{prefix}{key}" for key in keys]
+
+    def _cached(
+        self, keys: Sequence[Hashable], hits: Mapping[str, bytes], cache_keys: list[str]
+    ) -> tuple[dict[Hashable, Any], list[Hashable]]:
+        """What Redis held of ``keys`` (decoded), and the keys it did not hold."""
         LOADER_BATCH.labels(f"{self.source.value}.{self.collection}").observe(len(keys))
-        hits = await self._documents.get_many(list(cache_keys.values()))
         found: dict[Hashable, Any] = {}
         misses: list[Hashable] = []
-        for key, ckey in cache_keys.items():
+        for key, ckey in zip(keys, cache_keys, strict=True):
             raw = hits.get(ckey)
             if raw is None:
                 misses.append(key)
             else:
                 found[key] = unpack(raw)
         CACHE_HITS.inc(len(found))
-        if misses:
-            CACHE_MISSES.inc(len(misses))
-            MONGODB_FINDS.labels(self.source.value).inc()
-            try:
-                with source_timeout(self._sources, self._deadline):
-                    fetched = await self._fetch(misses)
-            except PyMongoError as exc:
-                SOURCE_ERRORS.labels(self.source.value).inc()
-                log.warning(
-                    "%s.%s unavailable: %s", self.source.value, self.collection, type(exc).__name__
-                )
-                error = source_error(self.source, self._deadline)
-                return [found.get(key, error) for key in keys]
-            broken = {key for key, value in fetched.items() if value is _BROKEN}
-            if broken:
-                # Documents that break their source's contract: their fields answer
-                # SOURCE_UNAVAILABLE, and nothing of them is cached.
-                error = source_error(self.source, self._deadline)
-                for key in broken:
-                    fetched[key] = error
-            found.update(fetched)
-            await self._documents.set_many(
-                {cache_keys[key]: pack(fetched[key]) for key in misses if key not in broken},
-                misses=[cache_keys[key] for key in misses if fetched[key] is None]
-                if self.client_keys
-                else (),
+        return found, misses
+
+    async def _from_source(self, misses: list[Hashable]) -> dict[Hashable, Any]:
+        """Each missed key's value from MongoDB (written back to Redis), or the error
+        that its field will raise: the source failed, or its document breaks its
+        contract."""
+        CACHE_MISSES.inc(len(misses))
+        MONGODB_FINDS.labels(self.source.value).inc()
+        try:
+            with source_timeout(self._sources, self._deadline):
+                fetched = await self._fetch(misses)
+        except PyMongoError as exc:
+            SOURCE_ERRORS.labels(self.source.value).inc()
+            log.warning(
+                "%s.%s unavailable: %s", self.source.value, self.collection, type(exc).__name__
             )
-        return [found[key] for key in keys]
+            return dict.fromkeys(misses, source_error(self.source, self._deadline))
+        broken = {key for key, value in fetched.items() if value is _BROKEN}
+        if broken:
+            # Documents that break their source's contract: their fields answer
+            # SOURCE_UNAVAILABLE, and nothing of them is cached.
+            error = source_error(self.source, self._deadline)
+            for key in broken:
+                fetched[key] = error
+        cache_keys = dict(zip(misses, self._cache_keys(misses), strict=True))
+        await self._documents.set_many(
+            {cache_keys[key]: pack(fetched[key]) for key in misses if key not in broken},
+            misses=[cache_keys[key] for key in misses if fetched[key] is None]
+            if self.client_keys
+            else (),
+        )
+        return fetched
 
     async def _fetch(self, keys: list[Hashable]) -> dict[Hashable, Any]:
         cursor = self._collection.find({self.key_field: {"$in": keys}})
@@ -279,6 +296,77 @@ class SourceLoader(DataLoader[Hashable, Any]):
             if key in by_key:
                 by_key[key] = _BROKEN
         return by_key
+
+
+async def load_together(
+    requests: Sequence[tuple[SourceLoader, Sequence[Hashable]]],
+) -> list[dict[Hashable, Any]]:
+    """The documents of several loaders' keys in one step, without a batch (a task, a
+    future per key and a gather) per loader: one MGET for every key (shared with the
+    rest of the tick), then one MongoDB find per loader that missed, all at once. Each
+    value is primed into its loader, where fields find it (``SourceLoader.then``).
+
+    Per request, key -> document (None: there is none), or the exception its field
+    will raise (a failed source, a document that breaks its contract). Keys a loader
+    has already been asked for are taken from it (awaited if still loading)."""
+    if not requests:
+        return []
+    results: list[dict[Hashable, Any]] = [{} for _ in requests]
+    asked: list[tuple[int, SourceLoader, list[Hashable], list[str]]] = []
+    pending: list[tuple[int, SourceLoader, list[Hashable]]] = []
+    for index, (loader, keys) in enumerate(requests):
+        fresh: list[Hashable] = []
+        waiting: list[Hashable] = []
+        known = results[index]
+        for key in dict.fromkeys(keys):
+            future = loader._cache.get(key)
+            if future is None:
+                fresh.append(key)
+            elif not future.done():
+                waiting.append(key)
+            else:
+                known[key] = future.exception() or future.result()
+        if fresh:
+            asked.append((index, loader, fresh, loader._cache_keys(fresh)))
+        if waiting:
+            pending.append((index, loader, waiting))
+    if asked:
+        cache = asked[0][1]._documents
+        hits = await cache.get_many([ckey for _, _, _, ckeys in asked for ckey in ckeys])
+        sourced: list[tuple[int, SourceLoader, Awaitable[dict[Hashable, Any]]]] = []
+        for index, loader, fresh, ckeys in asked:
+            found, misses = loader._cached(fresh, hits, ckeys)
+            results[index].update(found)
+            if misses:
+                sourced.append((index, loader, loader._from_source(misses)))
+        for (index, _, _), fetched in zip(
+            sourced, await asyncio.gather(*(call for _, _, call in sourced)), strict=True
+        ):
+            results[index].update(fetched)
+        for index, loader, fresh, _ in asked:
+            _prime(loader, {key: results[index][key] for key in fresh})
+    for index, loader, waiting in pending:
+        values = await asyncio.gather(
+            *(loader.load(key) for key in waiting), return_exceptions=True
+        )
+        results[index].update(zip(waiting, values, strict=True))
+    return results
+
+
+def _prime(loader: SourceLoader, values: Mapping[Hashable, Any]) -> None:
+    """Put ``values`` in the loader's cache as its own loads would; an error is marked
+    retrieved, so asyncio never reports it when no field asks for that key."""
+    loop = asyncio.get_running_loop()
+    for key, value in values.items():
+        if key in loader._cache:
+            continue
+        future = loop.create_future()
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+            future.exception()
+        else:
+            future.set_result(value)
+        loader._cache[key] = future
 
 
 async def newest_first(

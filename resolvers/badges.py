@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any, Self
 
 import strawberry
 
-from loaders.base import Document, SourceLoader
+from loaders.base import Document, load_together
 from loaders.codes import UsccError, validate_uscc
 from resolvers.context import Info
 from resolvers.errors import bad_user_input, service_suspended
@@ -92,19 +91,12 @@ class IntegrityBadge:
         )
 
 
-async def _load(loader: SourceLoader, keys: list[str]) -> dict[str, Any] | BaseException:
-    """One loader's documents by USCC, or the exception that kept them from loading."""
-    try:
-        return dict(zip(keys, await loader.load_many(keys), strict=True))
-    except Exception as exc:  # a source that failed: an error at each of its badges
-        return exc
-
-
 async def _badges(info: Info, usccs: list[str]) -> list[Any]:
     """All badges in one step: each loader is asked for every USCC at once (not one task
     per badge), first the enterprises, then the rest for those that exist only (so
     probing for codes that exist nowhere leaves only short-lived misses in Redis).
-    An invalid USCC or a failed source is an error at its own index only."""
+    An invalid USCC, or a document its source could not give, is an error at its own
+    index only."""
     valid: dict[int, str] = {}
     items: list[Any] = [None] * len(usccs)
     for index, raw in enumerate(usccs):
@@ -114,37 +106,26 @@ async def _badges(info: Info, usccs: list[str]) -> list[Any]:
             # graphql-core reports an exception in a list as that item's error.
             items[index] = bad_user_input(f"usccs[{index}]: {exc}")
     loaders = info.context.loaders
-    enterprises = await _load(loaders.enterprise_by_uscc, list(dict.fromkeys(valid.values())))
-    if isinstance(enterprises, BaseException):
-        for index in valid:
-            items[index] = enterprises
-        return items
-    known = [uscc for uscc, doc in enterprises.items() if doc is not None]
-    authentications, levels, statuses = await asyncio.gather(
-        _load(loaders.authentication_by_uscc, known),
-        _load(loaders.integrity_level_by_uscc, known),
-        _load(loaders.service_status_by_uscc, known),
+    [enterprises] = await load_together(
+        [(loaders.enterprise_by_uscc, list(dict.fromkeys(valid.values())))]
     )
-    failed = next(
-        (
-            found
-            for found in (authentications, levels, statuses)
-            if isinstance(found, BaseException)
-        ),
-        None,
+    known = [uscc for uscc, doc in enterprises.items() if isinstance(doc, dict)]
+    authentications, levels, statuses = await load_together(
+        [
+            (loaders.authentication_by_uscc, known),
+            (loaders.integrity_level_by_uscc, known),
+            (loaders.service_status_by_uscc, known),
+        ]
     )
     for index, uscc in valid.items():
         enterprise = enterprises[uscc]
-        if enterprise is None:
+        if not isinstance(enterprise, dict):
+            items[index] = enterprise  # None (no such enterprise), or its error
             continue
-        if failed is not None:
-            items[index] = failed
-            continue
-        items[index] = IntegrityBadge.from_documents(
-            enterprise,
-            authentications[uscc],  # type: ignore[index]
-            levels[uscc],  # type: ignore[index]
-            statuses[uscc],  # type: ignore[index]
+        documents = (authentications[uscc], levels[uscc], statuses[uscc])
+        failed = next((doc for doc in documents if isinstance(doc, BaseException)), None)
+        items[index] = (
+            failed if failed is not None else IntegrityBadge.from_documents(enterprise, *documents)
         )
     return items
 

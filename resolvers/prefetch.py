@@ -12,9 +12,7 @@ fails leaves its error in the loader, and the field that needs it raises it at i
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from graphql import (
     FieldNode,
@@ -25,6 +23,7 @@ from graphql import (
 )
 
 from gateway.viewer import Owner
+from loaders.base import SourceLoader, load_together
 from loaders.platforms import CERTIFYING_PLATFORMS, PLATFORMS
 from resolvers.context import Info
 from resolvers.permissions import Decision, decide, field_rule
@@ -71,38 +70,46 @@ def _may(info: Info, type_name: str, field_name: str) -> bool:
     return decide(rule, viewer, None) not in (Decision.UNAUTHENTICATED, Decision.FORBIDDEN)
 
 
-async def prefetch_enterprises(info: Info, usccs: list[str], selected: Selections) -> None:
-    """Load, for every enterprise in ``usccs``, the documents ``selected`` will need."""
+async def prefetch_enterprises(
+    info: Info,
+    usccs: list[str],
+    selected: Selections,
+    *,
+    also: Sequence[tuple[SourceLoader, list[str]]] = (),
+) -> None:
+    """Load, for every enterprise in ``usccs``, the documents ``selected`` will need
+    (and what ``also`` asks of other loaders, in the same step)."""
     if not usccs:
+        await load_together(also)
         return
     loaders = info.context.loaders
     fragments = info._raw_info.fragments
-    loads: list[Awaitable[Any]] = []
+    loads: list[tuple[SourceLoader, list[str]]] = list(also)
     if "identityAuthentication" in selected:
-        loads.append(loaders.authentication_by_uscc.load_many(usccs))
+        loads.append((loaders.authentication_by_uscc, usccs))
     level = "integrityLevel" in selected and _may(info, "Enterprise", "integrityLevel")
     if "serviceStatus" in selected or level:
-        loads.append(loaders.service_status_by_uscc.load_many(usccs))
+        loads.append((loaders.service_status_by_uscc, usccs))
     if level:
-        loads.append(loaders.integrity_level_by_uscc.load_many(usccs))
+        loads.append((loaders.integrity_level_by_uscc, usccs))
     if "changeRecords" in selected:
-        loads.append(loaders.change_records_by_uscc.load_many(usccs))
+        loads.append((loaders.change_records_by_uscc, usccs))
     representative = selections(selected.get("legalRepresentative", []), fragments)
     if "maskedIdNumber" in representative and _may(info, "LegalRepresentative", "maskedIdNumber"):
-        loads.append(loaders.legal_representative_by_uscc.load_many(usccs))
+        loads.append((loaders.legal_representative_by_uscc, usccs))
     if "businessFiles" in selected and _may(info, "Enterprise", "businessFiles"):
         files = selections(selected["businessFiles"], fragments)
         risks = "riskRecords" in files and _may(info, "PlatformFile", "riskRecords")
         for source in PLATFORMS:
             platform = loaders.platforms[source]
-            loads.append(platform.statistics.load_many(usccs))
+            loads.append((platform.statistics, usccs))
             if "stores" in files:
-                loads.append(platform.stores.load_many(usccs))
+                loads.append((platform.stores, usccs))
             if "certifications" in files and source in CERTIFYING_PLATFORMS:
-                loads.append(platform.certifications.load_many(usccs))  # type: ignore[union-attr]
+                loads.append((platform.certifications, usccs))  # type: ignore[arg-type]
             if "chengxintong" in files and platform.chengxintong is not None:
-                loads.append(platform.chengxintong.load_many(usccs))
+                loads.append((platform.chengxintong, usccs))
             if risks:
-                loads.append(platform.risk_records.load_many(usccs))
-    # A failed source is left in its loader for the fields that need it.
-    await asyncio.gather(*loads, return_exceptions=True)
+                loads.append((platform.risk_records, usccs))
+    # One MGET for all; a failed source is left in its loader for the fields that need it.
+    await load_together(loads)

@@ -147,11 +147,9 @@ class SearchQuery:
         # The hits and what their selection needs, in one step (one MGET): the USCCs
         # come from the search, not the client, so loading ahead for a hit whose
         # enterprise has just left the registry costs a few misses and no more.
-        # (The hits' loads are queued first; loading ahead queues the rest before the
-        # loaders dispatch, so all share the tick's MGET.)
-        hits = context.loaders.enterprise_by_uscc.load_many(found.usccs)
-        await prefetch_enterprises(info, found.usccs, nodes)
-        docs = await hits
+        hits = context.loaders.enterprise_by_uscc
+        await prefetch_enterprises(info, found.usccs, nodes, also=[(hits, found.usccs)])
+        docs = await hits.load_many(found.usccs)  # loaded already
         edges = [
             EnterpriseEdge(
                 cursor=encode_cursor(context.cursor_key, criteria, doc["_id"], page),

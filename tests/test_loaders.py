@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -12,7 +13,7 @@ from gateway.embedded import free_port
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from loaders import create_loaders
-from loaders.base import SourceUnavailableError
+from loaders.base import SourceUnavailableError, load_together
 from tests.conftest import CommandRecorder, Stores
 
 pytestmark = pytest.mark.usefixtures("seeded")
@@ -80,3 +81,63 @@ async def test_a_down_source_fails_only_the_keys_it_had_to_answer(
     assert results[1].extensions == {"code": "SOURCE_UNAVAILABLE", "source": "registry"}
     assert str(results[1]) == "The registry source is unavailable; try again later."
     assert await redis.exists(f"ig:2:registry:enterprises:_id:{KNOWN[1]}") == 0
+
+
+async def test_loading_together_is_one_mget_and_one_find_per_loader_that_missed(
+    sources: Sources,
+    cache: DocumentCache,
+    cold_cache: None,
+    recorder: CommandRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mgets: list[int] = []
+    mget = DocumentCache._mget
+
+    async def counted(self: DocumentCache, batch: Any) -> None:
+        mgets.append(len(batch.keys))
+        await mget(self, batch)
+
+    monkeypatch.setattr(DocumentCache, "_mget", counted)
+    await create_loaders(sources, cache).authentication_by_uscc.load(KNOWN[0])  # in Redis now
+    mgets.clear()
+    recorder.clear()
+
+    loaders = create_loaders(sources, cache)
+    loading = loaders.enterprise_by_uscc.load(KNOWN[1])  # asked already: awaited, not re-read
+    enterprises, authentications = await load_together(
+        [
+            (loaders.enterprise_by_uscc, [KNOWN[0], UNKNOWN, KNOWN[1], KNOWN[0]]),
+            (loaders.authentication_by_uscc, [KNOWN[0], KNOWN[2]]),
+        ]
+    )
+    assert await loading is enterprises[KNOWN[1]]
+    assert mgets == [4, 1]  # the load already under way had its own batch (1 key)
+    assert recorder.find_filters == [
+        ("enterprises", {"_id": {"$in": [KNOWN[0], UNKNOWN]}}),
+        ("authentications", {"_id": {"$in": [KNOWN[2]]}}),  # KNOWN[0]'s was in Redis
+        ("enterprises", {"_id": {"$in": [KNOWN[1]]}}),  # by the load under way
+    ]
+    assert {key: doc["_id"] if doc else None for key, doc in enterprises.items()} == {
+        KNOWN[0]: KNOWN[0], UNKNOWN: None, KNOWN[1]: KNOWN[1]
+    }  # fmt: skip
+    assert [doc["_id"] for doc in authentications.values()] == [KNOWN[0], KNOWN[2]]
+    # Primed: the fields that need them find them without another read.
+    recorder.clear()
+    assert loaders.authentication_by_uscc.peek(KNOWN[2]) is authentications[KNOWN[2]]
+    assert await loaders.enterprise_by_uscc.load(UNKNOWN) is None
+    assert recorder.finds() == [] and mgets == [4, 1]
+
+
+async def test_loading_together_leaves_a_down_sources_error_for_its_fields(
+    cache: DocumentCache, cold_cache: None
+) -> None:
+    dead_url = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    dead = Sources({source: dead_url for source in Source}, timeout_ms=200)
+    loaders = create_loaders(dead, cache)
+    try:
+        [found] = await load_together([(loaders.integrity_level_by_uscc, [KNOWN[0]])])
+        assert isinstance(found[KNOWN[0]], SourceUnavailableError)
+        with pytest.raises(SourceUnavailableError):
+            loaders.integrity_level_by_uscc.peek(KNOWN[0])
+    finally:
+        await dead.close()
