@@ -195,12 +195,11 @@ class DocumentCache:
         try:
             # The span is the first asker's (a batch serves every request of the tick).
             with span("redis MGET", _redis_attributes("MGET", len(keys)), kind=SpanKind.CLIENT):
-                async with self._turn():
-                    values = await (
-                        self._redis.mget_nonatomic(keys)  # type: ignore[union-attr]
-                        if self._cluster
-                        else self._redis.mget(keys)
-                    )
+                if self._cluster:
+                    async with self._turn():
+                        values = await self._redis.mget_nonatomic(keys)  # type: ignore[union-attr]
+                else:
+                    values = await self._redis.mget(keys)
         except RedisError as exc:
             self.suspect("MGET", exc)
             values = [None] * len(keys)
@@ -318,10 +317,6 @@ class DocumentCache:
             yield
         finally:
             self._turns.release()
-
-    @property
-    def cluster(self) -> bool:
-        return self._cluster
 
     @property
     def client(self) -> AnyRedis:

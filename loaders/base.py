@@ -9,6 +9,7 @@ the fields that needed it fail.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -131,6 +132,12 @@ def _report_broken(source: Source, collection: str, key: Any, wrong: str) -> Non
     )
 
 
+@functools.cache
+def _batch_sizes(source: Source, collection: str) -> Any:
+    """The batch-size histogram of one loader's collection (looked up once, not per batch)."""
+    return LOADER_BATCH.labels(f"{source.value}.{collection}")
+
+
 #: What ``SourceLoader.peek`` answers for a key that has not been loaded.
 MISSING: Any = object()
 T = TypeVar("T")
@@ -216,7 +223,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         self, keys: Sequence[Hashable], hits: Mapping[str, bytes], cache_keys: list[str]
     ) -> tuple[dict[Hashable, Any], list[Hashable]]:
         """What Redis held of ``keys`` (decoded), and the keys it did not hold."""
-        LOADER_BATCH.labels(f"{self.source.value}.{self.collection}").observe(len(keys))
+        _batch_sizes(self.source, self.collection).observe(len(keys))
         found: dict[Hashable, Any] = {}
         misses: list[Hashable] = []
         for key, ckey in zip(keys, cache_keys, strict=True):
