@@ -76,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
     _logging(settings)
     logging.getLogger("uvicorn.error").addFilter(_StartupFailure())
     uvicorn.run(
-        create_app(settings, banner=True),
+        create_app(settings, banner=True, freeze=True),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level=settings.gateway_log_level.lower(),
