@@ -100,7 +100,12 @@ def unpack(raw: bytes) -> Any:
 
 def cache_key(source: Source, collection: str, key_field: str, key: Hashable) -> str:
     """Names the field too: two loaders of one collection by different keys never collide."""
-    return f"{cache_prefix(source, collection)}{key_field}:{key}"
+    return f"{_key_prefix(source, collection, key_field)}{key}"
+
+
+def _key_prefix(source: Source, collection: str, key_field: str) -> str:
+    """What the cache keys of one loader's documents start with (``cache_key``)."""
+    return f"{cache_prefix(source, collection)}{key_field}:"
 
 
 def cache_prefix(source: Source, collection: str | None = None) -> str:
@@ -216,7 +221,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         return [found[key] for key in keys]
 
     def _cache_keys(self, keys: Sequence[Hashable]) -> list[str]:
-        prefix = f"{cache_prefix(self.source, self.collection)}{self.key_field}:"
+        prefix = _key_prefix(self.source, self.collection, self.key_field)
         return [f"{prefix}{key}" for key in keys]
 
     def _cached(
