@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 from collections import defaultdict
@@ -178,14 +179,30 @@ class SourceLoader(DataLoader[Hashable, Any]):
     ) -> None:
         """``source`` picks one of several databases that share the collection's shape
         (the four platforms); otherwise the class names its source. ``deadline``
-        (``time.monotonic()``) bounds every MongoDB read of the request."""
-        super().__init__()
+        (``time.monotonic()``) bounds every MongoDB read of the request.
+
+        What ``DataLoader.__init__`` sets up, without its checks of the class (that
+        ``batch_load_fn`` is a coroutine function, made once for all at import): a
+        request builds up to thirty loaders."""
+        self.loop = asyncio.get_running_loop()
+        self._cache = {}
+        self._queue = []
         if source is not None:
             self.source = source
         self._sources = sources
         self._collection = sources.collection(self.source, self.collection)
         self._documents = cache
         self._deadline = deadline
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not inspect.iscoroutinefunction(cls.batch_load_fn):
+            raise TypeError(f"{cls.__name__}.batch_load_fn must be a coroutine function")
+
+    @staticmethod
+    def get_cache_key(key: Hashable) -> Hashable:
+        """Keys are their own cache keys (``DataLoader``'s default)."""
+        return key
 
     def peek(self, key: Hashable) -> Any:
         """The value already loaded for ``key`` (raising the error it failed with), or

@@ -15,6 +15,7 @@ anonymous viewer, FORBIDDEN otherwise. So every non-PUBLIC field is nullable.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,6 +221,14 @@ def _denial_message(field_name: str, rule: Rule, decision: Decision) -> str:
     return f"{field_name} needs {rule.describe()}."
 
 
+#: Located denials by (field nodes, rule, decision): the nodes, their error.
+_DENIALS: dict[
+    tuple[tuple[int, ...], Rule, Decision], tuple[tuple[FieldNode, ...], GraphQLError]
+] = {}
+#: Enough for every denied field of the documents the parse cache holds.
+_DENIALS_KEPT = 4096
+
+
 def _denial(
     context: Any,
     field_name: str,
@@ -231,15 +240,21 @@ def _denial(
     """The denial of the value at ``path``, located in the document.
 
     graphql-core would locate a plain error anew for each value (scanning the query
-    text each time); a hundred denied badges share one located error per field node
-    of the request, copied with each value's path, which graphql-core then keeps as is.
+    text each time); every denial at one field node of a cached document shares one
+    located error, in every request, copied with each value's path, which graphql-core
+    then keeps as is. (The nodes are kept with their error, so ids reused by other
+    nodes after their document left the cache are never taken for them.)
     """
-    key = ("denial", id(field_nodes[0]), decision)
-    template: GraphQLError | None = context.decisions.get(key)
-    if template is None:
+    key = (tuple(map(id, field_nodes)), rule, decision)
+    found = _DENIALS.get(key)
+    if found is not None and all(map(operator.is_, found[0], field_nodes)):
+        template = found[1]
+    else:
         message = _denial_message(field_name, rule, decision)
         template = GraphQLError(message, field_nodes, extensions={"code": decision.value})
-        context.decisions[key] = template
+        if len(_DENIALS) >= _DENIALS_KEPT:
+            _DENIALS.clear()
+        _DENIALS[key] = (tuple(field_nodes), template)
     located = GraphQLError.__new__(GraphQLError)
     Exception.__init__(located, template.message)
     for slot in GraphQLError.__slots__:

@@ -9,8 +9,11 @@ their definitions, how each resolves and how its value completes. Per request it
 coerces the variables, computes each field's arguments once, and then only resolves
 and completes values. A field that reads an attribute, or calls a method of its object
 that takes no argument, is read or called directly, its visibility rule checked as
-VisibilityExtension would check it; every other field runs through its Strawberry
-resolver.
+VisibilityExtension would check it; a field with a resolver of its own is called as
+Strawberry would call it (its arguments converted once, its rule checked, ``self``,
+``info``, ``root`` or ``parent`` passed as it asks) without Strawberry's layers of
+wrappers; a field Strawberry would treat otherwise (other field extensions, exception
+handlers) runs through its Strawberry resolver.
 
 Semantics follow graphql-core's executor, which stays the reference: errors are
 located at the field (or list item), a null in a non-null position propagates to the
@@ -25,6 +28,7 @@ introspection beyond ``__typename``, and a document whose operation cannot be ch
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -44,9 +48,12 @@ from graphql import (
     GraphQLOutputType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    VariableNode,
     default_type_resolver,
     is_abstract_type,
     is_leaf_type,
@@ -59,6 +66,7 @@ from graphql.pyutils import Path, Undefined, inspect, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
+from strawberry.types.arguments import convert_arguments
 
 from resolvers.context import Context
 from resolvers.limits import cached_document
@@ -75,9 +83,12 @@ __all__ = ["Plan", "compile_plan", "compiled_plan"]
 is_awaitable = optimized_is_awaitable
 
 #: How a field gets its value: its type's name, an attribute of the object, a method
-#: of the object (both checking the field's visibility rule as VisibilityExtension
-#: would), or the field's Strawberry resolver.
-_TYPENAME, _ATTRIBUTE, _METHOD, _RESOLVER = range(4)
+#: of the object, its resolver called directly (these three checking the field's
+#: visibility rule as VisibilityExtension would), or the field's Strawberry resolver.
+_TYPENAME, _ATTRIBUTE, _METHOD, _DIRECT, _RESOLVER = range(5)
+#: Argument values a plan may hand to every run of a field (a copy of the dict each
+#: time): nothing a resolver could change in place.
+_IMMUTABLE = (str, int, float, bool, type(None), enum.Enum)
 #: How a value of a type completes.
 _NON_NULL, _LIST, _LEAF, _OBJECT, _ABSTRACT = range(5)
 
@@ -117,14 +128,22 @@ class FieldPlan:
         "definition",
         "has_arguments",
         "how",
+        "info_class",
+        "info_name",
+        "is_async",
         "key",
         "name",
         "nodes",
         "parent_type",
+        "passes_self",
         "python_name",
         "resolve",
         "rule",
         "selection",
+        "source_names",
+        "static_arguments",
+        "strawberry_field",
+        "variable_free",
     )
 
     def __init__(
@@ -141,10 +160,12 @@ class FieldPlan:
         self.selection = Selection(plan, nodes)
         self.rule: Rule | None = None
         self.python_name = ""
-        self.call: Callable[[Any], Any] | None = None
+        self.call: Callable[..., Any] | None = None
         self.resolve: Callable[..., Any] | None = None
         self.definition: GraphQLField | None = None
         self.completion: Completion | None = None
+        self.strawberry_field: Any = None
+        self.static_arguments: dict[str, Any] | None = None
         if name == "__typename":
             self.how = _TYPENAME
             self.has_arguments = False
@@ -181,6 +202,25 @@ class FieldPlan:
             # A method of the object with no argument: called as Strawberry would.
             self.how = _METHOD
             self.call = resolver.wrapped_func
+        elif callable(resolver.wrapped_func) and plan.converter is not None:
+            if plan.converter._get_field_exception_handlers(strawberry_field):
+                return  # Strawberry turns some exceptions into values here
+            self.how = _DIRECT
+            self.strawberry_field = strawberry_field
+            self.call = resolver.wrapped_func
+            self.is_async = strawberry_field.is_async
+            self.info_class = plan.converter.config.info_class
+            self.passes_self = resolver.self_parameter is not None
+            self.source_names = tuple(
+                parameter.name
+                for parameter in (resolver.parent_parameter, resolver.root_parameter)
+                if parameter is not None
+            )
+            info = resolver.info_parameter
+            self.info_name = info.name if info is not None else None
+            self.variable_free = not any(
+                _uses_variables(argument.value) for argument in nodes[0].arguments or ()
+            )
         if self.how != _RESOLVER and extensions:
             self.rule = extensions[0].rule
 
@@ -220,6 +260,10 @@ class Plan:
         root = schema.query_type
         assert root is not None
         self.root_type = root
+        #: Strawberry's converter of this schema: how it converts arguments, its Info
+        #: class, its exception handlers (None for a schema Strawberry did not build).
+        strawberry_schema = getattr(schema, "_strawberry_schema", None)
+        self.converter: Any = getattr(strawberry_schema, "schema_converter", None)
         grouped: dict[str, list[FieldNode]] = {}
         self.collect(operation.selection_set, root, grouped, set())
         self.root = [FieldPlan(self, root, key, group) for key, group in grouped.items()]
@@ -398,7 +442,7 @@ class Run:
             return field.parent_type.name
         completion: Completion = field.completion  # type: ignore[assignment]
         try:
-            if how != _RESOLVER:
+            if how < _DIRECT:  # an attribute or a method
                 rule = field.rule
                 if rule is not None:
                     check_field(
@@ -415,6 +459,13 @@ class Run:
                 else:
                     result = field.call(source)  # type: ignore[misc]
                 info = None
+            elif how == _DIRECT:
+                info = self._info(field, path)
+                result = (
+                    self._call_async(field, source, info)
+                    if field.is_async
+                    else self._call(field, source, info)
+                )
             else:
                 info = self._info(field, path)
                 arguments = self.arguments.get(field) if field.has_arguments else _NO_ARGUMENTS
@@ -435,6 +486,73 @@ class Run:
         except Exception as raw:
             self.field_error(raw, completion, field.nodes, path)
             return None
+
+    def _call(self, field: FieldPlan, source: Any, info: Any) -> Any:
+        """Strawberry's resolver chain for one field, without its wrappers: the
+        arguments converted (``get_arguments``), the field's rule checked
+        (``VisibilityExtension``, which sees the converted arguments), the resolver
+        called with ``self``, ``root``/``parent`` and ``info`` as it asks."""
+        kwargs = self._converted(field, info)
+        rule = field.rule
+        if rule is not None:
+            enterprise = getattr(source, "enterprise_uscc", None) or kwargs.get("uscc")
+            check_field(
+                self.context,
+                rule,
+                enterprise,
+                field.name,
+                field.nodes,
+                info.path,
+                field.parent_type.name,
+            )
+        for name in field.source_names:
+            kwargs[name] = source
+        if field.info_name is not None:
+            kwargs[field.info_name] = field.info_class(
+                _raw_info=info, _field=field.strawberry_field
+            )
+        if field.passes_self:
+            return field.call(source, **kwargs)  # type: ignore[misc]
+        return field.call(**kwargs)  # type: ignore[misc]
+
+    async def _call_async(self, field: FieldPlan, source: Any, info: Any) -> Any:
+        """An asynchronous resolver's call: checked and converted when it is awaited,
+        as Strawberry's asynchronous resolver is (a denial is raised when the field is
+        awaited, not when it is started)."""
+        return await self._call(field, source, info)
+
+    def _converted(self, field: FieldPlan, info: Any) -> dict[str, Any]:
+        """A fresh dict of the field's converted arguments: converted once per run (once
+        per plan when they name no variable and hold nothing mutable)."""
+        static = field.static_arguments
+        if static is not None:
+            return dict(static)
+        converted = self.arguments.get(field)
+        if converted is None:
+            raw = (
+                get_argument_values(
+                    field.definition,  # type: ignore[arg-type]
+                    field.nodes[0],
+                    self.variables,
+                )
+                if field.has_arguments
+                else _NO_ARGUMENTS
+            )
+            converter = self.plan.converter
+            converted = convert_arguments(
+                raw,
+                field.strawberry_field.arguments,
+                scalar_registry=converter.scalar_registry,
+                config=converter.config,
+                info=field.info_class(_raw_info=info, _field=field.strawberry_field),
+            )
+            if field.variable_free and all(
+                isinstance(value, _IMMUTABLE) for value in converted.values()
+            ):
+                field.static_arguments = converted
+            else:
+                self.arguments[field] = converted
+        return dict(converted)
 
     async def _complete_awaitable(
         self, field: FieldPlan, completion: Completion, path: Path, result: Any, info: Any
@@ -619,6 +737,17 @@ class Run:
 
 
 _NO_ARGUMENTS: dict[str, Any] = {}
+
+
+def _uses_variables(value: Any) -> bool:
+    """Whether an argument's literal names a variable anywhere in it."""
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_uses_variables(item) for item in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_uses_variables(field.value) for field in value.fields)
+    return False
 
 
 def _not_of_type(field: FieldPlan, type_: GraphQLObjectType, result: Any) -> GraphQLError:
