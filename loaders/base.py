@@ -329,6 +329,8 @@ class SourceLoader(DataLoader[Hashable, Any]):
 
 async def load_together(
     requests: Sequence[tuple[SourceLoader, Sequence[Hashable]]],
+    *,
+    guard: tuple[SourceLoader, Sequence[Hashable]] | None = None,
 ) -> list[dict[Hashable, Any]]:
     """The documents of several loaders' keys in one step, without a batch (a task, a
     future per key and a gather) per loader: one MGET for every key (shared with the
@@ -337,12 +339,20 @@ async def load_together(
 
     Per request, key -> document (None: there is none), or the exception its field
     will raise (a failed source, a document that breaks its contract). Keys a loader
-    has already been asked for are taken from it (awaited if still loading)."""
+    has already been asked for are taken from it (awaited if still loading).
+
+    ``guard``: a loader and keys (the enterprises) whose documents decide which keys of
+    the requests are loaded at all: its keys are read in the same MGET, and its result
+    comes first; of the requests' keys, only those whose guard document exists are
+    kept, asked of MongoDB when Redis missed them, and primed (so codes that exist
+    nowhere leave no misses of other collections in Redis)."""
+    if guard is not None:
+        requests = [guard, *requests]
     if not requests:
         return []
     results: list[dict[Hashable, Any]] = [{} for _ in requests]
-    asked: list[tuple[int, SourceLoader, list[Hashable], list[str]]] = []
-    pending: list[tuple[int, SourceLoader, list[Hashable]]] = []
+    asked: list[_Asked] = []
+    pending: list[_Pending] = []
     for index, (loader, keys) in enumerate(requests):
         fresh: list[Hashable] = []
         waiting: list[Hashable] = []
@@ -359,27 +369,68 @@ async def load_together(
             asked.append((index, loader, fresh, loader._cache_keys(fresh)))
         if waiting:
             pending.append((index, loader, waiting))
+    hits: Mapping[str, bytes] = {}
     if asked:
         cache = asked[0][1]._documents
         hits = await cache.get_many([ckey for _, _, _, ckeys in asked for ckey in ckeys])
-        sourced: list[tuple[int, SourceLoader, Awaitable[dict[Hashable, Any]]]] = []
-        for index, loader, fresh, ckeys in asked:
-            found, misses = loader._cached(fresh, hits, ckeys)
-            results[index].update(found)
-            if misses:
-                sourced.append((index, loader, loader._from_source(misses)))
-        for (index, _, _), fetched in zip(
-            sourced, await asyncio.gather(*(call for _, _, call in sourced)), strict=True
-        ):
+    if guard is None:
+        await _settle(results, asked, pending, hits)
+        return results
+    await _settle(
+        results,
+        [entry for entry in asked if entry[0] == 0],
+        [entry for entry in pending if entry[0] == 0],
+        hits,
+    )
+    exists = {key for key, value in results[0].items() if isinstance(value, dict)}
+    kept: list[_Asked] = []
+    for index, loader, fresh, ckeys in asked:
+        pairs = [(key, ckey) for key, ckey in zip(fresh, ckeys, strict=True) if key in exists]
+        if index and pairs:
+            kept.append((index, loader, [key for key, _ in pairs], [ckey for _, ckey in pairs]))
+    waiting_kept: list[_Pending] = [
+        (index, loader, [key for key in waiting if key in exists])
+        for index, loader, waiting in pending
+        if index
+    ]
+    await _settle(results, kept, waiting_kept, hits)
+    return results
+
+
+#: A loader's keys not asked of it before: (request index, loader, keys, cache keys).
+_Asked = tuple[int, "SourceLoader", list[Hashable], list[str]]
+#: A loader's keys already loading: (request index, loader, keys).
+_Pending = tuple[int, "SourceLoader", list[Hashable]]
+
+
+async def _settle(
+    results: list[dict[Hashable, Any]],
+    asked: Sequence[_Asked],
+    pending: Sequence[_Pending],
+    hits: Mapping[str, bytes],
+) -> None:
+    """Fill ``results``: what Redis held (``hits``) decoded, the misses from MongoDB
+    (one find per loader, all at once), the keys already loading awaited; every value
+    read here primed into its loader."""
+    sourced: list[tuple[int, SourceLoader, Awaitable[dict[Hashable, Any]]]] = []
+    for index, loader, fresh, ckeys in asked:
+        found, misses = loader._cached(fresh, hits, ckeys)
+        results[index].update(found)
+        if misses:
+            sourced.append((index, loader, loader._from_source(misses)))
+    if sourced:
+        fetched_all = await asyncio.gather(*(call for _, _, call in sourced))
+        for (index, _, _), fetched in zip(sourced, fetched_all, strict=True):
             results[index].update(fetched)
-        for index, loader, fresh, _ in asked:
-            _prime(loader, {key: results[index][key] for key in fresh})
+    for index, loader, fresh, _ in asked:
+        _prime(loader, {key: results[index][key] for key in fresh})
     for index, loader, waiting in pending:
+        if not waiting:
+            continue
         values = await asyncio.gather(
             *(loader.load(key) for key in waiting), return_exceptions=True
         )
         results[index].update(zip(waiting, values, strict=True))
-    return results
 
 
 def _prime(loader: SourceLoader, values: Mapping[Hashable, Any]) -> None:

@@ -262,10 +262,11 @@ class ArchiveQuery:
         "An invalid code is a BAD_USER_INPUT error and is never looked up.",
     )
     async def enterprise(self, info: Info, uscc: USCC) -> Enterprise | None:
-        doc = await info.context.loaders.enterprise_by_uscc.load(uscc)
-        if doc is None:
-            return None
         raw = info._raw_info
         selected = selections((node.selection_set for node in raw.field_nodes), raw.fragments)
-        await prefetch_enterprises(info, [uscc], selected)
+        # The enterprise and what its selection needs, read from Redis in one MGET.
+        await prefetch_enterprises(info, [uscc], selected, guarded=True)
+        doc = await info.context.loaders.enterprise_by_uscc.load(uscc)  # loaded already
+        if doc is None:
+            return None
         return Enterprise.from_document(doc)

@@ -93,8 +93,9 @@ class IntegrityBadge:
 
 async def _badges(info: Info, usccs: list[str]) -> list[Any]:
     """All badges in one step: each loader is asked for every USCC at once (not one task
-    per badge), first the enterprises, then the rest for those that exist only (so
-    probing for codes that exist nowhere leaves only short-lived misses in Redis).
+    per badge), everything read from Redis in one MGET; MongoDB is asked for the rest
+    of a badge only when its enterprise exists (so probing for codes that exist
+    nowhere leaves only short-lived misses in Redis).
     An invalid USCC, or a document its source could not give, is an error at its own
     index only."""
     valid: dict[int, str] = {}
@@ -106,16 +107,14 @@ async def _badges(info: Info, usccs: list[str]) -> list[Any]:
             # graphql-core reports an exception in a list as that item's error.
             items[index] = bad_user_input(f"usccs[{index}]: {exc}")
     loaders = info.context.loaders
-    [enterprises] = await load_together(
-        [(loaders.enterprise_by_uscc, list(dict.fromkeys(valid.values())))]
-    )
-    known = [uscc for uscc, doc in enterprises.items() if isinstance(doc, dict)]
-    authentications, levels, statuses = await load_together(
+    usccs = list(dict.fromkeys(valid.values()))
+    enterprises, authentications, levels, statuses = await load_together(
         [
-            (loaders.authentication_by_uscc, known),
-            (loaders.integrity_level_by_uscc, known),
-            (loaders.service_status_by_uscc, known),
-        ]
+            (loaders.authentication_by_uscc, usccs),
+            (loaders.integrity_level_by_uscc, usccs),
+            (loaders.service_status_by_uscc, usccs),
+        ],
+        guard=(loaders.enterprise_by_uscc, usccs),
     )
     for index, uscc in valid.items():
         enterprise = enterprises[uscc]

@@ -76,9 +76,12 @@ async def prefetch_enterprises(
     selected: Selections,
     *,
     also: Sequence[tuple[SourceLoader, list[str]]] = (),
+    guarded: bool = False,
 ) -> None:
     """Load, for every enterprise in ``usccs``, the documents ``selected`` will need
-    (and what ``also`` asks of other loaders, in the same step)."""
+    (and what ``also`` asks of other loaders, in the same step). ``guarded``: the
+    enterprises themselves are loaded in the same step, and the rest only for those
+    that exist (``load_together``'s guard)."""
     if not usccs:
         await load_together(also)
         return
@@ -112,4 +115,4 @@ async def prefetch_enterprises(
             if risks:
                 loads.append((platform.risk_records, usccs))
     # One MGET for all; a failed source is left in its loader for the fields that need it.
-    await load_together(loads)
+    await load_together(loads, guard=(loaders.enterprise_by_uscc, usccs) if guarded else None)

@@ -132,6 +132,48 @@ async def test_loading_together_is_one_mget_and_one_find_per_loader_that_missed(
     assert recorder.finds() == [] and mgets == [4, 1]
 
 
+async def test_a_guard_is_read_in_the_same_mget_and_decides_what_else_is_loaded(
+    sources: Sources,
+    cache: DocumentCache,
+    cold_cache: None,
+    recorder: CommandRecorder,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mgets: list[int] = []
+    mget = DocumentCache._mget
+
+    async def counted(self: DocumentCache, batch: Any) -> None:
+        mgets.append(len(batch.keys))
+        await mget(self, batch)
+
+    monkeypatch.setattr(DocumentCache, "_mget", counted)
+    await create_loaders(sources, cache).enterprise_by_uscc.load(KNOWN[1])  # in Redis now
+    mgets.clear()
+    recorder.clear()
+
+    loaders = create_loaders(sources, cache)
+    keys = [KNOWN[0], UNKNOWN, KNOWN[1]]
+    enterprises, levels = await load_together(
+        [(loaders.integrity_level_by_uscc, keys)], guard=(loaders.enterprise_by_uscc, keys)
+    )
+
+    assert mgets == [6]  # the guard's three keys and the level's three, in one MGET
+    # The guard's miss first; then the levels of the enterprises that exist only.
+    assert recorder.find_filters == [
+        ("enterprises", {"_id": {"$in": [KNOWN[0], UNKNOWN]}}),
+        ("levels", {"_id": {"$in": [KNOWN[0], KNOWN[1]]}}),
+    ]
+    assert {key: doc["_id"] if doc else None for key, doc in enterprises.items()} == {
+        KNOWN[0]: KNOWN[0], UNKNOWN: None, KNOWN[1]: KNOWN[1]
+    }  # fmt: skip
+    assert sorted(levels) == sorted([KNOWN[0], KNOWN[1]])
+    assert levels[KNOWN[0]]["grade"] == "B"
+    assert loaders.integrity_level_by_uscc.peek(KNOWN[0]) is levels[KNOWN[0]]  # primed
+    assert UNKNOWN not in loaders.integrity_level_by_uscc._cache  # never asked, never primed
+    assert await redis.exists(f"ig:2:integrity:levels:_id:{UNKNOWN}") == 0
+
+
 async def test_loading_together_leaves_a_down_sources_error_for_its_fields(
     cache: DocumentCache, cold_cache: None
 ) -> None:

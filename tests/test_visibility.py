@@ -374,3 +374,37 @@ def _field_type(type_name: str, field_name: str) -> str:
     if named.name.endswith("Connection"):
         return named.name.removesuffix("Connection")
     return named.name
+
+
+SHARED_FRAGMENT = """query($a: USCC!, $b: USCC!) {
+  x: enterprise(uscc: $a) { ...Level integrityLevel { grade } }
+  y: enterprise(uscc: $b) { ...Level }
+}
+fragment Level on Enterprise { integrityLevel { grade } }"""
+
+
+async def test_a_denial_is_located_at_every_node_of_its_own_field_only(
+    client: httpx.AsyncClient,
+) -> None:
+    """One fragment's field met twice: merged with another node under ``x``, alone
+    under ``y``. Each denial names the nodes of its own field, in every request (the
+    located denial is kept across requests, by the field's nodes)."""
+    for _ in range(2):
+        body = await graphql_as(client, {}, SHARED_FRAGMENT, {"a": FULL, "b": OTHER})
+        assert body == {
+            "data": {"x": {"integrityLevel": None}, "y": {"integrityLevel": None}},
+            "errors": [
+                {
+                    "message": "Log in to see integrityLevel (tier MEMBER).",
+                    "locations": [{"line": 5, "column": 32}, {"line": 2, "column": 38}],
+                    "path": ["x", "integrityLevel"],
+                    "extensions": {"code": "UNAUTHENTICATED"},
+                },
+                {
+                    "message": "Log in to see integrityLevel (tier MEMBER).",
+                    "locations": [{"line": 5, "column": 32}],
+                    "path": ["y", "integrityLevel"],
+                    "extensions": {"code": "UNAUTHENTICATED"},
+                },
+            ],
+        }
