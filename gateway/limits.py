@@ -5,11 +5,14 @@ document, cost per viewer kind) is checked by resolvers/limits/ before anything
 executes. Rate limits spend an operation's cost in a sliding window per client, on
 the `limits` library: kept in Redis, so every worker and replica shares them; when
 Redis fails, counted in this process's memory instead (still a limit, per worker
-rather than global), never not at all.
+rather than global), never not at all. The charges of requests that arrive together
+go to Redis together: the library's own script for each, one pipeline per turn of the
+event loop (``_Charges``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -20,7 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from limits import RateLimitItem, parse, parse_many
 from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.exceptions import NoScriptError
 
 from gateway.cache import DocumentCache
 from gateway.settings import Settings
@@ -96,6 +101,78 @@ class Allowance:
         return headers
 
 
+class _Charges:
+    """Sliding-window charges sent to Redis together: every charge asked for in one
+    turn of the event loop (the requests that arrived together) goes in one pipeline
+    of the library's own script (``acquire_sliding_window``, its keys and arguments, as
+    ``RedisStorage.acquire_sliding_window_entry`` sends them), instead of a round trip
+    each. Its answers are the script's; a pipeline that fails fails each charge in it.
+    A script Redis does not hold (a restarted server) is loaded and run again by the
+    library's own call."""
+
+    def __init__(self, storage: RedisStorage) -> None:
+        bridge: Any = storage.bridge
+        self._storage = storage
+        self._script = bridge.lua_acquire_sliding_window
+        self._prefixed = bridge.prefixed_key
+        self._client = bridge.get_connection()
+        self._queued: list[tuple[list[str], list[int], asyncio.Future[bool]]] | None = None
+
+    @classmethod
+    def of(cls, storage: RedisStorage) -> _Charges | None:
+        """Batched charges for a single server's storage on redis-py; None when the
+        storage is anything else (a cluster: its keys lie on many nodes)."""
+        if type(storage) is not RedisStorage or not isinstance(storage.bridge, RedispyBridge):
+            return None
+        return cls(storage)
+
+    def hit(self, item: RateLimitItem, identifiers: tuple[str, str], cost: int) -> Any:
+        """An awaitable of whether ``cost`` fitted in ``item``'s window (and was spent)."""
+        storage = self._storage
+        key = item.key_for(*identifiers)
+        keys = [
+            self._prefixed(storage._previous_window_key(key)),
+            self._prefixed(storage._current_window_key(key)),
+        ]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        if self._queued is None:
+            self._queued = []
+            loop.call_soon(self._flush)
+        self._queued.append((keys, [item.amount, item.get_expiry(), cost], future))
+        return future
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued or [], None
+        asyncio.get_running_loop().create_task(self._send(queued))
+
+    async def _send(self, queued: list[tuple[list[str], list[int], asyncio.Future[bool]]]) -> None:
+        sha = self._script.sha
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for keys, arguments, _ in queued:
+                    pipe.evalsha(sha, len(keys), *keys, *arguments)
+                answers = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for *_, future in queued:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (keys, arguments, future), answer in zip(queued, answers, strict=True):
+            if future.done():
+                continue
+            if isinstance(answer, NoScriptError):
+                try:
+                    answer = await self._script(keys, arguments)  # loads it, runs it
+                except Exception as exc:
+                    future.set_exception(exc)
+                    continue
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(bool(answer))
+
+
 def _cluster_uri(redis_url: str) -> str:
     """The `limits` library's name for the cluster a node's ``redis://`` (or
     ``rediss://``) URL is in: a cluster has no database number."""
@@ -126,6 +203,7 @@ class Limits:
         }
         self._shared: SlidingWindowCounterRateLimiter | None = None
         self._storage: RedisStorage | None = None
+        self._charges: _Charges | None = None
         if redis_url is not None:
             storage = self._storage = (
                 # The library keeps a client's windows on one slot (a hash tag).
@@ -145,6 +223,7 @@ class Limits:
                 )
             )
             self._shared = SlidingWindowCounterRateLimiter(storage)
+            self._charges = _Charges.of(storage)
         self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
         #: Whose view of Redis's health to share: a dead Redis costs no timeout here.
         self._health = health
@@ -187,6 +266,20 @@ class Limits:
                 self._health.suspect("rate limit", exc)
             return await getattr(self._local, method)(*args, **kwargs)
 
+    async def _charge(self, item: RateLimitItem, who: tuple[str, str], units: int) -> bool:
+        """The limiter's ``hit``, batched with the other requests' when the shared
+        storage allows it; counted in memory when Redis fails, as ``_call``."""
+        charges = self._charges
+        if charges is None or self._limiter() is not self._shared:
+            return bool(await self._call("hit", item, *who, cost=units))
+        try:
+            return bool(await charges.hit(item, who, units))
+        except Exception as exc:
+            log.warning("rate-limit storage failed (%s); counting in memory", type(exc).__name__)
+            if self._health is not None:
+                self._health.suspect("rate limit", exc)
+            return bool(await self._local.hit(item, *who, cost=units))
+
     async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
         """Count one call; False when the caller is over the limit."""
         return bool(await self._call("hit", item, *identifiers))
@@ -194,7 +287,8 @@ class Limits:
     async def spend(self, viewer: Viewer, client_address: str, cost: int) -> Allowance:
         """Spend ``cost`` units in each window of the viewer, in order, or refuse.
 
-        One round trip per window: the library's hit deducts only when the cost fits.
+        One charge per window, sent with the other requests' (``_Charges``): the
+        library's script deducts only when the cost fits.
         When a later window refuses, the earlier ones keep the charge (so a client over
         its hourly budget also spends its minute's). A zero-cost operation
         (``__typename``) counts one unit: nobody gets an unlimited stream of requests.
@@ -203,7 +297,7 @@ class Limits:
         who = self.identity(viewer, client_address)
         units = max(cost, 1)
         for item in windows:
-            if not await self._call("hit", item, *who, cost=units):
+            if not await self._charge(item, who, units):
                 stats: Any = await self._call("get_window_stats", item, *who)
                 reset_time, remaining = stats
                 return Allowance(

@@ -6,6 +6,7 @@ subject of its own), since the counters live in the session's Redis.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import uuid
@@ -20,7 +21,8 @@ from redis.asyncio import Redis
 
 from gateway.app import create_app
 from gateway.embedded import free_port
-from gateway.limits import Limits
+from gateway.limits import Limits, _Charges
+from gateway.viewer import Anonymous
 from gateway.settings import Settings
 from tests.conftest import bearer, serving
 from tests.test_archive import HANGZHOU
@@ -236,3 +238,34 @@ async def test_probing_for_unknown_usccs_costs_like_a_lookup_and_misses_expire_s
     assert codes == [200, 200, 429]  # 100 units each, hit or miss
     ttl = await redis.ttl(f"ig:2:registry:enterprises:_id:{unknown}")
     assert 0 < ttl <= settings.cache_miss_ttl_seconds
+
+
+async def test_charges_that_arrive_together_go_to_redis_in_one_pipeline(
+    settings: Settings, address: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipelines: list[int] = []
+    send = _Charges._send
+
+    async def counted(self: _Charges, queued: Any) -> None:
+        pipelines.append(len(queued))
+        await send(self, queued)
+
+    monkeypatch.setattr(_Charges, "_send", counted)
+    limits = Limits(limited(settings, rate_limit_anonymous="25/minute"), settings.redis_url)
+    try:
+        spent = await asyncio.gather(*(limits.spend(Anonymous(), address, 10) for _ in range(3)))
+        assert pipelines == [3]  # one round trip for the three
+        # Spent in the order asked, by the library's script: 10 + 10 fit in 25, 30 not.
+        assert [allowance.allowed for allowance in spent] == [True, True, False]
+        assert spent[2].remaining == 5
+        window = f"LIMITS:{{LIMITER/ip/{address}/25/1/minute}}"
+        assert await redis.get(window) == b"20"  # the library's own key and count
+
+        # Redis forgot the script (a restart): the library loads it again.
+        await redis.script_flush()
+        other = next(_addresses)
+        assert (await limits.spend(Anonymous(), other, 10)).allowed
+        assert await redis.get(f"LIMITS:{{LIMITER/ip/{other}/25/1/minute}}") == b"10"
+        assert pipelines == [3, 1]
+    finally:
+        await limits.close()
