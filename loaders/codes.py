@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 
 from loaders.regions import PROVINCES
 
@@ -75,8 +76,12 @@ def uscc_check_chars(first16: str) -> str:
     return org_check + USCC_ALPHABET[remainder]
 
 
+@functools.lru_cache(maxsize=65_536)
 def validate_uscc(raw: str) -> str:
-    """The USCC in canonical form (trimmed, upper case), or ``UsccError`` naming the rule."""
+    """The USCC in canonical form (trimmed, upper case), or ``UsccError`` naming the rule.
+
+    Codes that passed are remembered (a hundred badges check a hundred codes, the same
+    ones again and again); a code that fails is checked anew each time."""
     code = raw.strip().upper()
     if len(code) != 18:
         raise UsccError(f"USCC must be 18 characters, got {len(code)}")

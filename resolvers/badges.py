@@ -14,6 +14,7 @@ from resolvers.errors import bad_user_input, service_suspended
 from resolvers.identity import is_verified
 from resolvers.integrity import ServiceState, withheld_because
 from resolvers.permissions import Tier, visible
+from resolvers.prefetch import may_see, selections
 from resolvers.scalars import USCC
 
 __all__ = ["BadgeQuery", "IntegrityBadge"]
@@ -95,9 +96,9 @@ async def _badges(info: Info, usccs: list[str]) -> list[Any]:
     """All badges in one step: each loader is asked for every USCC at once (not one task
     per badge), everything read from Redis in one MGET; MongoDB is asked for the rest
     of a badge only when its enterprise exists (so probing for codes that exist
-    nowhere leaves only short-lived misses in Redis).
-    An invalid USCC, or a document its source could not give, is an error at its own
-    index only."""
+    nowhere leaves only short-lived misses in Redis). Documents no selected field is
+    built from are not loaded. An invalid USCC, or a document its source could not
+    give, is an error at its own index only."""
     valid: dict[int, str] = {}
     items: list[Any] = [None] * len(usccs)
     for index, raw in enumerate(usccs):
@@ -108,20 +109,32 @@ async def _badges(info: Info, usccs: list[str]) -> list[Any]:
             items[index] = bad_user_input(f"usccs[{index}]: {exc}")
     loaders = info.context.loaders
     usccs = list(dict.fromkeys(valid.values()))
-    enterprises, authentications, levels, statuses = await load_together(
-        [
-            (loaders.authentication_by_uscc, usccs),
-            (loaders.integrity_level_by_uscc, usccs),
-            (loaders.service_status_by_uscc, usccs),
-        ],
+    # Only the documents the selected fields are built from (a grade the viewer may
+    # not see needs no level: its field is denied before it is built).
+    raw_info = info._raw_info
+    selected = selections((node.selection_set for node in raw_info.field_nodes), raw_info.fragments)
+    dated = "updatedAt" in selected
+    graded = any(
+        name in selected and may_see(info, "IntegrityBadge", name)
+        for name in ("grade", "gradeLabel")
+    )
+    wanted = (
+        (loaders.authentication_by_uscc, dated or "verified" in selected),
+        (loaders.integrity_level_by_uscc, dated or graded),
+        (loaders.service_status_by_uscc, dated or graded or "serviceState" in selected),
+    )
+    enterprises, *loaded = await load_together(
+        [(loader, usccs) for loader, needed in wanted if needed],
         guard=(loaders.enterprise_by_uscc, usccs),
     )
+    found = iter(loaded)
+    authentications, levels, statuses = (next(found) if needed else {} for _, needed in wanted)
     for index, uscc in valid.items():
         enterprise = enterprises[uscc]
         if not isinstance(enterprise, dict):
             items[index] = enterprise  # None (no such enterprise), or its error
             continue
-        documents = (authentications[uscc], levels[uscc], statuses[uscc])
+        documents = (authentications.get(uscc), levels.get(uscc), statuses.get(uscc))
         failed = next((doc for doc in documents if isinstance(doc, BaseException)), None)
         items[index] = (
             failed if failed is not None else IntegrityBadge.from_documents(enterprise, *documents)

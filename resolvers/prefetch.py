@@ -28,7 +28,7 @@ from loaders.platforms import CERTIFYING_PLATFORMS, PLATFORMS
 from resolvers.context import Info
 from resolvers.permissions import Decision, decide, field_rule
 
-__all__ = ["prefetch_enterprises", "selections"]
+__all__ = ["may_see", "prefetch_enterprises", "selections"]
 
 Selections = dict[str, list[SelectionSetNode]]
 
@@ -57,7 +57,7 @@ def selections(
     return found
 
 
-def _may(info: Info, type_name: str, field_name: str) -> bool:
+def may_see(info: Info, type_name: str, field_name: str) -> bool:
     """Whether the viewer may see the field somewhere (an owner's own enterprise
     counts): only such fields are loaded ahead. The field still checks for itself."""
     field = info.schema._schema.type_map[type_name].fields[field_name]  # type: ignore[attr-defined]
@@ -90,7 +90,7 @@ async def prefetch_enterprises(
     loads: list[tuple[SourceLoader, list[str]]] = list(also)
     if "identityAuthentication" in selected:
         loads.append((loaders.authentication_by_uscc, usccs))
-    level = "integrityLevel" in selected and _may(info, "Enterprise", "integrityLevel")
+    level = "integrityLevel" in selected and may_see(info, "Enterprise", "integrityLevel")
     if "serviceStatus" in selected or level:
         loads.append((loaders.service_status_by_uscc, usccs))
     if level:
@@ -98,11 +98,13 @@ async def prefetch_enterprises(
     if "changeRecords" in selected:
         loads.append((loaders.change_records_by_uscc, usccs))
     representative = selections(selected.get("legalRepresentative", []), fragments)
-    if "maskedIdNumber" in representative and _may(info, "LegalRepresentative", "maskedIdNumber"):
+    if "maskedIdNumber" in representative and may_see(
+        info, "LegalRepresentative", "maskedIdNumber"
+    ):
         loads.append((loaders.legal_representative_by_uscc, usccs))
-    if "businessFiles" in selected and _may(info, "Enterprise", "businessFiles"):
+    if "businessFiles" in selected and may_see(info, "Enterprise", "businessFiles"):
         files = selections(selected["businessFiles"], fragments)
-        risks = "riskRecords" in files and _may(info, "PlatformFile", "riskRecords")
+        risks = "riskRecords" in files and may_see(info, "PlatformFile", "riskRecords")
         for source in PLATFORMS:
             platform = loaders.platforms[source]
             loads.append((platform.statistics, usccs))

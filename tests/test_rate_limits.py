@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from gateway.app import create_app
 from gateway.embedded import free_port
 from gateway.limits import Limits, _Charges
-from gateway.viewer import Anonymous
 from gateway.settings import Settings
+from gateway.viewer import Anonymous
 from tests.conftest import bearer, serving
 from tests.test_archive import HANGZHOU
 

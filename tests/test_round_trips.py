@@ -160,6 +160,28 @@ async def test_badges_cost_the_same_for_10_and_100(
     assert_bounded(hundred, BADGE_PAIRS, levels=1)
 
 
+ANONYMOUS_BADGES = """query($usccs: [String!]!) {
+  integrityBadges(usccs: $usccs) { uscc name verified grade serviceState } }"""
+
+
+async def test_badges_load_only_what_their_selected_fields_are_built_from(
+    meter: Meter, seeded: list[str]
+) -> None:
+    """An anonymous viewer's grade is denied before it is built: no level is read."""
+    body, costs = await meter.cold_then_warm({}, ANONYMOUS_BADGES, {"usccs": seeded[:20]})
+
+    badges = body["data"]["integrityBadges"]
+    assert [badge["uscc"] for badge in badges] == seeded[:20]
+    assert {badge["grade"] for badge in badges} == {None}
+    assert {error["extensions"]["code"] for error in body["errors"]} == {"UNAUTHENTICATED"}
+    assert sorted(costs.cold_finds) == [
+        ("identity", "authentications"),
+        ("integrity", "service_status"),
+        ("registry", "enterprises"),
+    ]
+    assert_bounded(costs, 3, levels=1)
+
+
 SEARCH_PAGE = """
 query($first: Int!) {
   enterprises(first: $first) {
