@@ -43,6 +43,7 @@ from resolvers.errors import ErrorCode, is_expected_error
 from resolvers.limits import (
     LimitError,
     Measured,
+    cached_cost,
     cost_refusal,
     measure,
     operation_cost,
@@ -283,7 +284,9 @@ class Engine:
         cost against the client's rate limit."""
         schema, document = self.graphql_schema, measured.document
         viewer = context.viewer
-        cost = operation_cost(schema, document, operation_name, variables)
+        # A cached document is priced once for each set of sizes its variables give.
+        price = cached_cost if measured.cached else operation_cost
+        cost = price(schema, document, operation_name, variables)
         report = context.report
         report.cost = cost
         if context.http_method == "GET" and isinstance(viewer, Anonymous):

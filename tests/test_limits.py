@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from gateway.settings import Settings
+from resolvers.limits import cached_cost, cached_document, operation_cost
+from resolvers.schema import schema
 from tests.conftest import CommandRecorder, bearer, serving
 from tests.test_archive import HANGZHOU
 
@@ -312,3 +314,26 @@ async def test_every_readme_query_passes_every_default_limit(
         assert response.status_code == 200, response.text
         costs[name.group(1)] = response.json()["extensions"]["cost"]["requested"]
     assert costs == README_QUERIES_COST
+
+
+def test_a_cached_documents_cost_follows_the_sizes_its_variables_give() -> None:
+    """Priced once per document and sizes: each size gives its own cost, and a variable
+    left out takes the argument's default."""
+    query = (
+        "query($n: Int, $u: [String!]!) { enterprises(first: $n) { edges { cursor } } "
+        "integrityBadges(usccs: $u) { name } }"
+    )
+    document = cached_document(query, 2000)
+    expected = {  # the connection 1 + an edge each + 10 a badge
+        (5, 3): 1 + 5 + 3 * 10,
+        (50, 3): 1 + 50 + 3 * 10,
+        (5, 100): 1 + 5 + 100 * 10,
+        (None, 1): 1 + 10 + 1 * 10,  # first: its default, 10
+    }
+    for _ in range(2):  # the second time from the cache
+        for (first, badges), cost in expected.items():
+            variables: dict[str, Any] = {"u": ["x"] * badges}
+            if first is not None:
+                variables["n"] = first
+            assert cached_cost(schema._schema, document, None, variables) == cost
+            assert operation_cost(schema._schema, document, None, variables) == cost

@@ -35,7 +35,7 @@ from strawberry.schema.schema import validate_document
 
 from gateway.limits import OperationBudget
 from resolvers.errors import ErrorCode
-from resolvers.limits.cost import LIST_SIZES, TYPE_WEIGHTS, operation_cost
+from resolvers.limits.cost import LIST_SIZES, TYPE_WEIGHTS, cached_cost, operation_cost
 from resolvers.limits.shape import Shape, operation_shape
 from resolvers.permissions import public_operation
 
@@ -45,6 +45,7 @@ __all__ = [
     "LimitError",
     "Measured",
     "Shape",
+    "cached_cost",
     "cached_document",
     "cost_refusal",
     "measure",

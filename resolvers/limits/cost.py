@@ -27,7 +27,7 @@ from graphql import (
 
 from resolvers.permissions import fragment_definitions, select_operation
 
-__all__ = ["LIST_SIZES", "SIZE_ARGUMENTS", "TYPE_WEIGHTS", "operation_cost"]
+__all__ = ["LIST_SIZES", "SIZE_ARGUMENTS", "TYPE_WEIGHTS", "cached_cost", "operation_cost"]
 
 SIZE_ARGUMENTS = ("first", "usccs", "ids")
 #: Lists of objects that take no size argument, and how long they can be.
@@ -131,3 +131,71 @@ def operation_cost(
         return total
 
     return cost(operation.selection_set, root, None)
+
+
+#: Costs of documents already priced, by (document, operation, what its size variables
+#: hold): the document, its cost. A cached document is the same object in every
+#: request, so the walk above runs once per document and sizes.
+_COSTS: dict[tuple[int, str | None, tuple[Any, ...]], tuple[DocumentNode, int]] = {}
+#: Variables that size a list, per document: (document, their names).
+_SIZING: dict[int, tuple[DocumentNode, tuple[str, ...]]] = {}
+_KEPT = 4096
+_MISSING = ("missing",)
+
+
+def _sizing_variables(document: DocumentNode) -> tuple[str, ...]:
+    """The variables a size argument (``first``, ``usccs``, ``ids``) of the document
+    names: the only ones its cost depends on."""
+    found = _SIZING.get(id(document))
+    if found is not None and found[0] is document:
+        return found[1]
+    names: list[str] = []
+    pending: list[Any] = list(document.definitions)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, FieldNode):
+            for argument in node.arguments or ():
+                if argument.name.value in SIZE_ARGUMENTS and isinstance(
+                    argument.value, VariableNode
+                ):
+                    names.append(argument.value.name.value)
+        selection_set = getattr(node, "selection_set", None)
+        if selection_set is not None:
+            pending.extend(selection_set.selections)
+    sizing = tuple(sorted(set(names)))
+    if len(_SIZING) >= _KEPT:
+        _SIZING.clear()
+    _SIZING[id(document)] = (document, sizing)
+    return sizing
+
+
+def _size_of(value: Any) -> tuple[Any, ...]:
+    """What of a variable's value the cost reads: a list's length, an integer."""
+    if isinstance(value, list):
+        return ("list", len(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ("int", value)
+    return ("other",)
+
+
+def cached_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+) -> int:
+    """``operation_cost``, remembered per document and the sizes its variables give."""
+    values = variables or {}
+    sizes = tuple(
+        _size_of(values[name]) if name in values else _MISSING
+        for name in _sizing_variables(document)
+    )
+    key = (id(document), operation_name, sizes)
+    found = _COSTS.get(key)
+    if found is not None and found[0] is document:
+        return found[1]
+    cost = operation_cost(schema, document, operation_name, variables)
+    if len(_COSTS) >= _KEPT:
+        _COSTS.clear()
+    _COSTS[key] = (document, cost)
+    return cost
