@@ -26,6 +26,7 @@ lookup. Facet statistics only steer the cost: a result never depends on them.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import math
 import secrets
@@ -201,10 +202,14 @@ class Criteria:
         )
 
     def fingerprint(self) -> str:
-        text = "|".join(
-            str(part) for part in (self.keyword, self.region, self.kind, self.status, self.platform)
-        )
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _fingerprint(self.keyword, self.region, self.kind, self.status, self.platform)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fingerprint(*parts: object) -> str:
+    """What a cursor says of its search's criteria (every cursor of a page says it)."""
+    text = "|".join(str(part) for part in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,16 @@ class EnterpriseFilter:
 
 @strawberry.type(description="A search hit.")
 class EnterpriseEdge:
-    cursor: str = visible(Tier.PUBLIC, "Pass as `after` to read the page after this hit.")
+    key: strawberry.Private[bytes]
+    criteria: strawberry.Private[Criteria]
+    page: strawberry.Private[int]
+
+    @visible(Tier.PUBLIC, "Pass as `after` to read the page after this hit.")
+    def cursor(self) -> str:
+        # Signed when asked for: a page of fifty hits whose cursors nobody selected
+        # signs none.
+        return encode_cursor(self.key, self.criteria, self.node.enterprise_uscc, self.page)
+
     node: Enterprise = visible(Tier.PUBLIC, "The enterprise.")
 
 
@@ -152,7 +161,9 @@ class SearchQuery:
         docs = await hits.load_many(found.usccs)  # loaded already
         edges = [
             EnterpriseEdge(
-                cursor=encode_cursor(context.cursor_key, criteria, doc["_id"], page),
+                key=context.cursor_key,
+                criteria=criteria,
+                page=page,
                 node=Enterprise.from_document(doc),
             )
             for doc in docs
@@ -172,7 +183,7 @@ class SearchQuery:
             page_info=PageInfo(
                 has_next_page=found.more,
                 has_previous_page=page > 1,
-                start_cursor=edges[0].cursor if edges else None,
+                start_cursor=edges[0].cursor() if edges else None,
                 end_cursor=end_cursor,
             ),
         )
