@@ -221,9 +221,31 @@ def _denial_message(field_name: str, rule: Rule, decision: Decision) -> str:
     return f"{field_name} needs {rule.describe()}."
 
 
-#: Located denials by (field nodes, rule, decision): the nodes, their error.
+class Denied(GraphQLError):
+    """A denial: its field's located error (``_denial``) at one value's path. It formats
+    as any GraphQLError does, its locations formatted once for all its copies."""
+
+    __slots__ = ("formatted_locations",)
+
+    formatted_locations: list[Any]
+
+    @property
+    def formatted(self) -> Any:
+        formatted: dict[str, Any] = {"message": self.message}
+        if self.locations is not None:
+            formatted["locations"] = list(self.formatted_locations)
+        if self.path is not None:
+            formatted["path"] = self.path
+        if self.extensions:
+            formatted["extensions"] = self.extensions
+        return formatted
+
+
+#: Located denials by (field nodes, rule, decision): the nodes, and what each copy
+#: of the located error is given (GraphQLError's attributes, its formatted locations).
 _DENIALS: dict[
-    tuple[tuple[int, ...], Rule, Decision], tuple[tuple[FieldNode, ...], GraphQLError]
+    tuple[tuple[int, ...], Rule, Decision],
+    tuple[tuple[FieldNode, ...], list[tuple[str, Any]]],
 ] = {}
 #: Enough for every denied field of the documents the parse cache holds.
 _DENIALS_KEPT = 4096
@@ -248,17 +270,24 @@ def _denial(
     key = (tuple(map(id, field_nodes)), rule, decision)
     found = _DENIALS.get(key)
     if found is not None and all(map(operator.is_, found[0], field_nodes)):
-        template = found[1]
+        attributes = found[1]
     else:
         message = _denial_message(field_name, rule, decision)
         template = GraphQLError(message, field_nodes, extensions={"code": decision.value})
+        attributes = [(slot, getattr(template, slot, None)) for slot in GraphQLError.__slots__]
+        attributes.append(
+            (
+                "formatted_locations",
+                [location.formatted for location in template.locations or ()],
+            )
+        )
         if len(_DENIALS) >= _DENIALS_KEPT:
             _DENIALS.clear()
-        _DENIALS[key] = (tuple(field_nodes), template)
-    located = GraphQLError.__new__(GraphQLError)
-    Exception.__init__(located, template.message)
-    for slot in GraphQLError.__slots__:
-        setattr(located, slot, getattr(template, slot, None))
+        _DENIALS[key] = (tuple(field_nodes), attributes)
+    located = Denied.__new__(Denied)
+    for slot, value in attributes:
+        setattr(located, slot, value)
+    Exception.__init__(located, located.message)
     located.path = path.as_list()
     return located
 
