@@ -117,6 +117,8 @@ class _Charges:
         self._prefixed = bridge.prefixed_key
         self._client = bridge.get_connection()
         self._queued: list[tuple[list[str], list[int], asyncio.Future[bool]]] | None = None
+        #: Pipelines on their way (held here so none is collected before it answers).
+        self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
     def of(cls, storage: RedisStorage) -> _Charges | None:
@@ -144,7 +146,9 @@ class _Charges:
 
     def _flush(self) -> None:
         queued, self._queued = self._queued or [], None
-        asyncio.get_running_loop().create_task(self._send(queued))
+        task = asyncio.get_running_loop().create_task(self._send(queued))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _send(self, queued: list[tuple[list[str], list[int], asyncio.Future[bool]]]) -> None:
         sha = self._script.sha
