@@ -132,6 +132,7 @@ class FieldPlan:
         "info_name",
         "is_async",
         "key",
+        "leaf_type",
         "name",
         "nodes",
         "parent_type",
@@ -166,6 +167,8 @@ class FieldPlan:
         self.completion: Completion | None = None
         self.strawberry_field: Any = None
         self.static_arguments: dict[str, Any] | None = None
+        #: Set for a public scalar read off its object (``execute_fields``).
+        self.leaf_type: Any = None
         if name == "__typename":
             self.how = _TYPENAME
             self.has_arguments = False
@@ -223,6 +226,14 @@ class FieldPlan:
             )
         if self.how != _RESOLVER and extensions:
             self.rule = extensions[0].rule
+        if self.how in (_ATTRIBUTE, _METHOD) and self.rule is None:
+            # A public scalar read off its object: ``execute_fields`` completes it
+            # in line when its value is an ordinary one.
+            leaf = self.completion
+            if leaf.kind == _NON_NULL:
+                leaf = leaf.of  # type: ignore[assignment]
+            if leaf.kind == _LEAF:
+                self.leaf_type = leaf.type
 
 
 class Selection:
@@ -405,7 +416,33 @@ class Run:
         type_name = parent_type.name
         try:
             for field in fields:
-                value = self.execute_field(field, source, Path(path, field.key, type_name))
+                leaf_type = field.leaf_type
+                if leaf_type is not None:
+                    # In line, for an ordinary value (no path built, no call made):
+                    # anything else (an error, null, an awaitable) goes the long way.
+                    try:
+                        if field.how == _ATTRIBUTE:
+                            result = getattr(source, field.python_name)
+                        else:
+                            result = field.call(source)  # type: ignore[misc]
+                        if (
+                            result is not None
+                            and result is not Undefined
+                            and not isinstance(result, Exception)
+                            and not is_awaitable(result)
+                        ):
+                            coerced = leaf_type.coerce_output_value(result)
+                            if coerced is not None and coerced is not Undefined:
+                                results[field.key] = coerced
+                                continue
+                    except Exception as raw:
+                        at = Path(path, field.key, type_name)
+                        self.field_error(raw, field.completion, field.nodes, at)  # type: ignore[arg-type]
+                        results[field.key] = None
+                        continue
+                    value = self._completed(field, Path(path, field.key, type_name), result)
+                else:
+                    value = self.execute_field(field, source, Path(path, field.key, type_name))
                 results[field.key] = value
                 if is_awaitable(value):
                     pending.append(field.key)
@@ -553,6 +590,21 @@ class Run:
             else:
                 self.arguments[field] = converted
         return dict(converted)
+
+    def _completed(self, field: FieldPlan, path: Path, result: Any) -> Any:
+        """``execute_field`` from the point its value is in hand (an attribute or a
+        method's, read already): completed, or its error kept at ``path``."""
+        completion: Completion = field.completion  # type: ignore[assignment]
+        try:
+            if is_awaitable(result):
+                return self._complete_awaitable(field, completion, path, result, None)
+            completed = self.complete(field, completion, path, result, None)
+            if is_awaitable(completed):
+                return self._await_completed(field, completion, path, completed)
+            return completed
+        except Exception as raw:
+            self.field_error(raw, completion, field.nodes, path)
+            return None
 
     async def _complete_awaitable(
         self, field: FieldPlan, completion: Completion, path: Path, result: Any, info: Any
