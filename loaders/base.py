@@ -187,6 +187,9 @@ class SourceLoader(DataLoader[Hashable, Any]):
         self.loop = asyncio.get_running_loop()
         self._cache = {}
         self._queue = []
+        #: Values loaded together (``load_together``), kept as they are: a future is
+        #: made for one only when a field loads it.
+        self._primed: dict[Hashable, Any] = {}
         if source is not None:
             self.source = source
         self._sources = sources
@@ -207,10 +210,27 @@ class SourceLoader(DataLoader[Hashable, Any]):
     def peek(self, key: Hashable) -> Any:
         """The value already loaded for ``key`` (raising the error it failed with), or
         ``MISSING`` when it has not been loaded (or is still loading)."""
+        value = self._primed.get(key, MISSING)
+        if value is not MISSING:
+            if isinstance(value, BaseException):
+                raise value
+            return value
         future = self._cache.get(key)
         if future is None or not future.done():
             return MISSING
         return future.result()
+
+    def load(self, key: Hashable) -> asyncio.Future[Any]:
+        """``DataLoader.load``, a value loaded together given as a done future."""
+        value = self._primed.pop(key, MISSING)
+        if value is not MISSING and key not in self._cache:
+            future = self.loop.create_future()
+            if isinstance(value, BaseException):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+            self._cache[key] = future
+        return super().load(key)
 
     def then(self, key: Hashable, build: Callable[[Any], T]) -> Any:
         """``build(value)``: at once when a parent already loaded ``key`` (so the field
@@ -357,7 +377,12 @@ async def load_together(
         fresh: list[Hashable] = []
         waiting: list[Hashable] = []
         known = results[index]
+        primed = loader._primed
         for key in dict.fromkeys(keys):
+            value = primed.get(key, MISSING)
+            if value is not MISSING:
+                known[key] = value
+                continue
             future = loader._cache.get(key)
             if future is None:
                 fresh.append(key)
@@ -434,19 +459,13 @@ async def _settle(
 
 
 def _prime(loader: SourceLoader, values: Mapping[Hashable, Any]) -> None:
-    """Put ``values`` in the loader's cache as its own loads would; an error is marked
-    retrieved, so asyncio never reports it when no field asks for that key."""
-    loop = asyncio.get_running_loop()
+    """Give ``values`` to the loader, where ``peek``, ``then`` and ``load`` find them
+    (a key it began loading meanwhile keeps its own load). An error is kept as a value
+    until a field asks for it, so asyncio never reports one nobody asked for."""
+    cache, primed = loader._cache, loader._primed
     for key, value in values.items():
-        if key in loader._cache:
-            continue
-        future = loop.create_future()
-        if isinstance(value, BaseException):
-            future.set_exception(value)
-            future.exception()
-        else:
-            future.set_result(value)
-        loader._cache[key] = future
+        if key not in cache:
+            primed.setdefault(key, value)
 
 
 async def newest_first(

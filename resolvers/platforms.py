@@ -48,6 +48,11 @@ class Platform(enum.Enum):
     )
 
 
+#: Each platform source's Platform (looked up once: an enum call by value is not cheap,
+#: and a search page makes two hundred platform files).
+_PLATFORM_OF: dict[Any, Platform] = {platform.value: platform for platform in Platform}
+
+
 @strawberry.enum(description="Whether a store is trading.")
 class StoreStatus(enum.Enum):
     OPEN = "OPEN"
@@ -316,7 +321,7 @@ class PlatformFields:
                 enterprise_uscc=self.uscc,
                 source=source,
                 statistics=stats,
-                platform=Platform(source),
+                platform=_PLATFORM_OF[source],
             )
             for source, stats in zip(PLATFORMS, statistics, strict=True)
         ]

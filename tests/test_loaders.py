@@ -13,7 +13,7 @@ from gateway.embedded import free_port
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from loaders import create_loaders
-from loaders.base import SourceUnavailableError, load_together
+from loaders.base import MISSING, SourceUnavailableError, load_together
 from tests.conftest import CommandRecorder, Stores
 
 pytestmark = pytest.mark.usefixtures("seeded")
@@ -170,7 +170,7 @@ async def test_a_guard_is_read_in_the_same_mget_and_decides_what_else_is_loaded(
     assert sorted(levels) == sorted([KNOWN[0], KNOWN[1]])
     assert levels[KNOWN[0]]["grade"] == "B"
     assert loaders.integrity_level_by_uscc.peek(KNOWN[0]) is levels[KNOWN[0]]  # primed
-    assert UNKNOWN not in loaders.integrity_level_by_uscc._cache  # never asked, never primed
+    assert loaders.integrity_level_by_uscc.peek(UNKNOWN) is MISSING  # never asked, never primed
     assert await redis.exists(f"ig:2:integrity:levels:_id:{UNKNOWN}") == 0
 
 
@@ -185,5 +185,7 @@ async def test_loading_together_leaves_a_down_sources_error_for_its_fields(
         assert isinstance(found[KNOWN[0]], SourceUnavailableError)
         with pytest.raises(SourceUnavailableError):
             loaders.integrity_level_by_uscc.peek(KNOWN[0])
+        with pytest.raises(SourceUnavailableError):  # a field that loads it gets it too
+            await loaders.integrity_level_by_uscc.load(KNOWN[0])
     finally:
         await dead.close()
