@@ -44,17 +44,18 @@ class AccessLog:
         finally:
             seconds = time.perf_counter() - started
             observe_request(scope["path"], scope["method"], status, seconds)
-            log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                seconds * 1000,
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 1),
-                },
-            )
+            if log.isEnabledFor(logging.INFO):  # the line's fields built only when kept
+                log.info(
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    seconds * 1000,
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 1),
+                    },
+                )

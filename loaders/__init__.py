@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from functools import cached_property
 from typing import TypeVar
@@ -40,8 +41,13 @@ class Loaders:
         #: When the request's time is up (``time.monotonic()``); None: no deadline.
         self.deadline = deadline
 
+    @cached_property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The request's loop, asked for once for all its loaders."""
+        return asyncio.get_running_loop()
+
     def _make(self, loader: type[L]) -> L:
-        return loader(self._sources, self._cache, deadline=self.deadline)
+        return loader(self._sources, self._cache, deadline=self.deadline, loop=self._loop)
 
     @cached_property
     def enterprise_by_uscc(self) -> EnterpriseByUsccLoader:
@@ -74,7 +80,9 @@ class Loaders:
     @cached_property
     def platforms(self) -> Mapping[Source, PlatformLoaders]:
         return {
-            source: PlatformLoaders(self._sources, self._cache, source, deadline=self.deadline)
+            source: PlatformLoaders(
+                self._sources, self._cache, source, deadline=self.deadline, loop=self._loop
+            )
             for source in PLATFORMS
         }
 

@@ -176,15 +176,18 @@ class SourceLoader(DataLoader[Hashable, Any]):
         *,
         source: Source | None = None,
         deadline: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         """``source`` picks one of several databases that share the collection's shape
         (the four platforms); otherwise the class names its source. ``deadline``
-        (``time.monotonic()``) bounds every MongoDB read of the request.
+        (``time.monotonic()``) bounds every MongoDB read of the request. ``loop``: the
+        running loop, when the caller has it (on Python 3.11 asking for it is a
+        ``getpid`` system call).
 
         What ``DataLoader.__init__`` sets up, without its checks of the class (that
         ``batch_load_fn`` is a coroutine function, made once for all at import): a
         request builds up to thirty loaders."""
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop or asyncio.get_running_loop()
         self._cache = {}
         self._queue = []
         #: Values loaded together (``load_together``), kept as they are: a future is
@@ -253,6 +256,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         cache_keys = self._cache_keys(keys)
         hits = await self._documents.get_many(cache_keys)
         found, misses = self._cached(keys, hits, cache_keys)
+        CACHE_HITS.inc(len(found))
         if misses:
             found.update(await self._from_source(misses))
         return [found[key] for key in keys]
@@ -264,7 +268,8 @@ class SourceLoader(DataLoader[Hashable, Any]):
     def _cached(
         self, keys: Sequence[Hashable], hits: Mapping[str, bytes], cache_keys: list[str]
     ) -> tuple[dict[Hashable, Any], list[Hashable]]:
-        """What Redis held of ``keys`` (decoded), and the keys it did not hold."""
+        """What Redis held of ``keys`` (decoded), and the keys it did not hold (the
+        callers count the hits)."""
         _batch_sizes(self.source, self.collection).observe(len(keys))
         found: dict[Hashable, Any] = {}
         misses: list[Hashable] = []
@@ -274,7 +279,6 @@ class SourceLoader(DataLoader[Hashable, Any]):
                 misses.append(key)
             else:
                 found[key] = unpack(raw)
-        CACHE_HITS.inc(len(found))
         return found, misses
 
     async def _from_source(self, misses: list[Hashable]) -> dict[Hashable, Any]:
@@ -438,11 +442,15 @@ async def _settle(
     (one find per loader, all at once), the keys already loading awaited; every value
     read here primed into its loader."""
     sourced: list[tuple[int, SourceLoader, Awaitable[dict[Hashable, Any]]]] = []
+    cached = 0
     for index, loader, fresh, ckeys in asked:
         found, misses = loader._cached(fresh, hits, ckeys)
         results[index].update(found)
+        cached += len(found)
         if misses:
             sourced.append((index, loader, loader._from_source(misses)))
+    if cached:
+        CACHE_HITS.inc(cached)
     if sourced:
         fetched_all = await asyncio.gather(*(call for _, _, call in sourced))
         for (index, _, _), fetched in zip(sourced, fetched_all, strict=True):

@@ -6,6 +6,7 @@ Every platform database has the same collections, except that Chengxintong exist
 
 from __future__ import annotations
 
+import asyncio
 from functools import cached_property
 from typing import TypeVar
 
@@ -122,15 +123,23 @@ class PlatformLoaders:
         source: Source,
         *,
         deadline: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self._sources = sources
         self._cache = cache
         self.source = source
         self._deadline = deadline
+        self._loop = loop
         self._certifying = source in CERTIFYING_PLATFORMS
 
     def _make(self, loader: type[L]) -> L:
-        return loader(self._sources, self._cache, source=self.source, deadline=self._deadline)
+        return loader(
+            self._sources,
+            self._cache,
+            source=self.source,
+            deadline=self._deadline,
+            loop=self._loop,
+        )
 
     @cached_property
     def statistics(self) -> StatisticsByUsccLoader:
@@ -152,7 +161,9 @@ class PlatformLoaders:
     def chengxintong(self) -> ChengxintongByUsccLoader | None:
         if self.source != Source.PLATFORM_1688:
             return None
-        return ChengxintongByUsccLoader(self._sources, self._cache, deadline=self._deadline)
+        return ChengxintongByUsccLoader(
+            self._sources, self._cache, deadline=self._deadline, loop=self._loop
+        )
 
     @cached_property
     def store_by_id(self) -> StoreByIdLoader:
