@@ -40,6 +40,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLAbstractType,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
     GraphQLList,
@@ -100,11 +101,27 @@ class _Unsupported(Exception):
 class Completion:
     """How a value of one (wrapped) output type completes."""
 
-    __slots__ = ("kind", "of", "type")
+    __slots__ = ("enum_class", "enum_names", "kind", "of", "type")
 
     def __init__(self, type_: GraphQLOutputType) -> None:
         self.type = type_
         self.of: Completion | None = None
+        #: A Strawberry enum's Python class and each member's GraphQL name: what
+        #: ``coerce_output_value`` answers for a member (the first name whose value is
+        #: the member's), looked up instead of searched for.
+        self.enum_class: type | None = None
+        self.enum_names: dict[Any, str] = {}
+        wrapped: Any = getattr(type_, "wrapped_cls", None)
+        if isinstance(type_, GraphQLEnumType) and isinstance(wrapped, enum.EnumMeta):
+            self.enum_class = wrapped
+            member: Any
+            for member in wrapped:
+                for name, value in type_.values.items():
+                    if member.value == value.value:
+                        self.enum_names[member] = name
+                        break
+            if len(self.enum_names) != len(wrapped):
+                self.enum_class = None  # a member without a name: the type's own way
         if isinstance(type_, GraphQLNonNull):
             self.kind = _NON_NULL
             self.of = Completion(type_.of_type)
@@ -132,6 +149,7 @@ class FieldPlan:
         "info_name",
         "is_async",
         "key",
+        "leaf",
         "leaf_type",
         "name",
         "nodes",
@@ -169,6 +187,7 @@ class FieldPlan:
         self.static_arguments: dict[str, Any] | None = None
         #: Set for a public scalar read off its object (``execute_fields``).
         self.leaf_type: Any = None
+        self.leaf: Completion | None = None
         if name == "__typename":
             self.how = _TYPENAME
             self.has_arguments = False
@@ -234,6 +253,7 @@ class FieldPlan:
                 leaf = leaf.of  # type: ignore[assignment]
             if leaf.kind == _LEAF:
                 self.leaf_type = leaf.type
+                self.leaf = leaf
 
 
 class Selection:
@@ -425,6 +445,10 @@ class Run:
                             result = getattr(source, field.python_name)
                         else:
                             result = field.call(source)  # type: ignore[misc]
+                        leaf: Completion = field.leaf  # type: ignore[assignment]
+                        if result.__class__ is leaf.enum_class:
+                            results[field.key] = leaf.enum_names[result]
+                            continue
                         if (
                             result is not None
                             and result is not Undefined
@@ -646,6 +670,8 @@ class Run:
         if result is None or result is Undefined:
             return None
         if kind == _LEAF:
+            if result.__class__ is completion.enum_class:
+                return completion.enum_names[result]
             type_: Any = completion.type
             coerced = type_.coerce_output_value(result)
             if coerced is Undefined or coerced is None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import strawberry
-from graphql import ExecutionResult, GraphQLError, specified_rules
+from graphql import ExecutionResult, GraphQLEnumType, GraphQLError, specified_rules
 from hypothesis import given
 from hypothesis import strategies as st
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -24,7 +24,7 @@ from gateway.settings import Settings
 from gateway.viewer import Viewer
 from resolvers.engine import Engine
 from resolvers.limits import Measured, measure
-from resolvers.plan import compile_plan, compiled_plan
+from resolvers.plan import Completion, compile_plan, compiled_plan
 from resolvers.schema import schema
 from tests.test_archive import HANGZHOU, INDIVIDUAL
 from tests.test_fuzz import GENERATED, QUERIES, VIEWERS
@@ -244,3 +244,19 @@ async def test_nulls_propagate_as_graphql_core_propagates_them(query: str) -> No
         reference = await reference
     assert planned == _answer(reference)
     assert planned[1] and {error["extensions"]["code"] for error in planned[1]} == {"BROKEN"}
+
+
+def test_an_enum_value_completes_as_its_type_would_complete_it() -> None:
+    """Plans look a member's name up (``Completion.enum_names``); graphql-core asks the
+    type, which searches its values: the same name for every member of every enum."""
+    checked = 0
+    for graphql_type in ENGINE.graphql_schema.type_map.values():
+        wrapped = getattr(graphql_type, "wrapped_cls", None)
+        if not isinstance(graphql_type, GraphQLEnumType) or wrapped is None:
+            continue
+        completion = Completion(graphql_type)
+        assert completion.enum_class is wrapped
+        for member in wrapped:
+            assert completion.enum_names[member] == graphql_type.coerce_output_value(member)
+            checked += 1
+    assert checked >= 40  # every member of the schema's enums
