@@ -76,12 +76,22 @@ def uscc_check_chars(first16: str) -> str:
     return org_check + USCC_ALPHABET[remainder]
 
 
-@functools.lru_cache(maxsize=65_536)
 def validate_uscc(raw: str) -> str:
     """The USCC in canonical form (trimmed, upper case), or ``UsccError`` naming the rule.
 
     Codes that passed are remembered (a hundred badges check a hundred codes, the same
-    ones again and again); a code that fails is checked anew each time."""
+    ones again and again), when they came in no longer than a code with a little space
+    around it (a client's padding is not kept); a code that fails is checked anew."""
+    if len(raw) <= _REMEMBERED_LENGTH:
+        return _remembered_uscc(raw)
+    return _validate_uscc(raw)
+
+
+#: The longest input whose validation is remembered.
+_REMEMBERED_LENGTH = 24
+
+
+def _validate_uscc(raw: str) -> str:
     code = raw.strip().upper()
     if len(code) != 18:
         raise UsccError(f"USCC must be 18 characters, got {len(code)}")
@@ -101,6 +111,9 @@ def validate_uscc(raw: str) -> str:
     if code[17] != expected[1]:
         raise UsccError("USCC position 18 fails the GB 32100 MOD 31 check")
     return code
+
+
+_remembered_uscc = functools.lru_cache(maxsize=65_536)(_validate_uscc)
 
 
 def entity_kind(uscc: str) -> EntityKind:

@@ -92,3 +92,15 @@ def test_broken_id_numbers_never_echo_the_number(number: str, message: str) -> N
         validate_id_number(number)
     assert str(raised.value) == message
     assert number[:6] not in str(raised.value)
+
+
+def test_only_short_inputs_are_remembered() -> None:
+    """A valid code is remembered; one padded past a little space is validated the same
+    way and not kept (a client's padding never fills the memory)."""
+    from loaders import codes
+
+    codes._remembered_uscc.cache_clear()
+    code = "91330110MAJPDCW44H"
+    assert validate_uscc(f" {code.lower()} ") == code
+    assert validate_uscc(" " * 10_000 + code) == code
+    assert codes._remembered_uscc.cache_info().currsize == 1
