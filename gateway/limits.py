@@ -169,7 +169,8 @@ class _Charges:
                 try:
                     answer = await self._script(keys, arguments)  # loads it, runs it
                 except Exception as exc:
-                    future.set_exception(exc)
+                    answer = exc
+                if future.done():  # its request gave up meanwhile
                     continue
             if isinstance(answer, Exception):
                 future.set_exception(answer)
@@ -265,10 +266,15 @@ class Limits:
         except Exception as exc:
             if limiter is self._local:
                 raise
-            log.warning("rate-limit storage failed (%s); counting in memory", type(exc).__name__)
-            if self._health is not None:
-                self._health.suspect("rate limit", exc)
+            self._failed(exc)
             return await getattr(self._local, method)(*args, **kwargs)
+
+    def _failed(self, exc: Exception) -> None:
+        """Redis failed a rate-limit call: say so, and let the cache's probe decide
+        whether Redis is down (this call is counted in memory)."""
+        log.warning("rate-limit storage failed (%s); counting in memory", type(exc).__name__)
+        if self._health is not None:
+            self._health.suspect("rate limit", exc)
 
     async def _charge(self, item: RateLimitItem, who: tuple[str, str], units: int) -> bool:
         """The limiter's ``hit``, batched with the other requests' when the shared
@@ -279,9 +285,7 @@ class Limits:
         try:
             return bool(await charges.hit(item, who, units))
         except Exception as exc:
-            log.warning("rate-limit storage failed (%s); counting in memory", type(exc).__name__)
-            if self._health is not None:
-                self._health.suspect("rate limit", exc)
+            self._failed(exc)
             return bool(await self._local.hit(item, *who, cost=units))
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
