@@ -235,6 +235,18 @@ class SourceLoader(DataLoader[Hashable, Any]):
             self._cache[key] = future
         return super().load(key)
 
+    def clear(self, key: Hashable) -> SourceLoader:
+        """``DataLoader.clear``, a value loaded together forgotten too."""
+        self._primed.pop(key, None)
+        super().clear(key)
+        return self
+
+    def clear_all(self) -> SourceLoader:
+        """``DataLoader.clear_all``, the values loaded together forgotten too."""
+        self._primed.clear()
+        super().clear_all()
+        return self
+
     def then(self, key: Hashable, build: Callable[[Any], T]) -> Any:
         """``build(value)``: at once when a parent already loaded ``key`` (so the field
         resolves without a task of its own), else an awaitable of it (which

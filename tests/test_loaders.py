@@ -189,3 +189,17 @@ async def test_loading_together_leaves_a_down_sources_error_for_its_fields(
             await loaders.integrity_level_by_uscc.load(KNOWN[0])
     finally:
         await dead.close()
+
+
+async def test_clearing_a_loader_forgets_what_was_loaded_together(
+    sources: Sources, cache: DocumentCache
+) -> None:
+    loaders = create_loaders(sources, cache)
+    await load_together([(loaders.enterprise_by_uscc, KNOWN[:2])])
+    assert loaders.enterprise_by_uscc.peek(KNOWN[0])["_id"] == KNOWN[0]
+
+    loaders.enterprise_by_uscc.clear(KNOWN[0])
+    assert loaders.enterprise_by_uscc.peek(KNOWN[0]) is MISSING
+    assert loaders.enterprise_by_uscc.peek(KNOWN[1])["_id"] == KNOWN[1]
+    loaders.enterprise_by_uscc.clear_all()
+    assert loaders.enterprise_by_uscc.peek(KNOWN[1]) is MISSING
