@@ -111,6 +111,14 @@ def _body(
     return body
 
 
+def _forget_traceback(error: GraphQLError) -> None:
+    """Drop an error's traceback (and its original's), which would keep the frames that
+    raised it, and what they hold, alive in a cycle only the collector frees."""
+    error.__traceback__ = None
+    if error.original_error is not None:
+        error.original_error.__traceback__ = None
+
+
 def _log_and_mask(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
     """Log unexpected errors only, and never the query text (its arguments may carry
     personal data, an ID number to verify); send them without their words."""
@@ -118,6 +126,7 @@ def _log_and_mask(errors: list[GraphQLError], request_id: str) -> list[GraphQLEr
     for error in errors:
         if is_expected_error(error):
             shown.append(error)
+            _forget_traceback(error)
             continue
         log.error(
             "unexpected error at %s (request %s)",
@@ -125,6 +134,7 @@ def _log_and_mask(errors: list[GraphQLError], request_id: str) -> list[GraphQLEr
             request_id,
             exc_info=error.original_error,
         )
+        _forget_traceback(error)  # logged: what raised it may now be freed
         shown.append(
             GraphQLError(
                 MASKED_MESSAGE,
