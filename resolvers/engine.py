@@ -112,11 +112,20 @@ def _body(
 
 
 def _forget_traceback(error: GraphQLError) -> None:
-    """Drop an error's traceback (and its original's), which would keep the frames that
-    raised it, and what they hold, alive in a cycle only the collector frees."""
-    error.__traceback__ = None
-    if error.original_error is not None:
-        error.original_error.__traceback__ = None
+    """Drop the tracebacks of an error, of its original and of the exceptions they were
+    raised from or while handling, which would keep the frames that raised them, and
+    what they hold, alive in a cycle only the collector frees."""
+    for start in (error, error.original_error):
+        exception: BaseException | None = start
+        for _ in range(_CHAINED):
+            if exception is None:
+                break
+            exception.__traceback__ = None
+            exception = exception.__cause__ or exception.__context__
+
+
+#: How far along a chain of exceptions their tracebacks are dropped.
+_CHAINED = 8
 
 
 def _log_and_mask(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
