@@ -538,15 +538,10 @@ class Run:
                     )
                     self.arguments[field] = arguments
                 result = field.resolve(source, info, **arguments)  # type: ignore[misc]
-            if is_awaitable(result):
-                return self._complete_awaitable(field, completion, path, result, info)
-            completed = self.complete(field, completion, path, result, info)
-            if is_awaitable(completed):
-                return self._await_completed(field, completion, path, completed)
-            return completed
         except Exception as raw:
             self.field_error(raw, completion, field.nodes, path)
             return None
+        return self._completed(field, path, result, info)
 
     def _call(self, field: FieldPlan, source: Any, info: Any) -> Any:
         """Strawberry's resolver chain for one field, without its wrappers: the
@@ -615,14 +610,14 @@ class Run:
                 self.arguments[field] = converted
         return dict(converted)
 
-    def _completed(self, field: FieldPlan, path: Path, result: Any) -> Any:
-        """``execute_field`` from the point its value is in hand (an attribute or a
-        method's, read already): completed, or its error kept at ``path``."""
+    def _completed(self, field: FieldPlan, path: Path, result: Any, info: Any = None) -> Any:
+        """A field's value, once in hand (resolved, or read off its object already):
+        completed, or its error kept at ``path``."""
         completion: Completion = field.completion  # type: ignore[assignment]
         try:
             if is_awaitable(result):
-                return self._complete_awaitable(field, completion, path, result, None)
-            completed = self.complete(field, completion, path, result, None)
+                return self._complete_awaitable(field, completion, path, result, info)
+            completed = self.complete(field, completion, path, result, info)
             if is_awaitable(completed):
                 return self._await_completed(field, completion, path, completed)
             return completed

@@ -36,6 +36,20 @@ async def cache(stores: Stores) -> DocumentCache:
     await cache.close()
 
 
+@pytest.fixture
+def mgets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The keys of each MGET the document cache sends, in order."""
+    sent: list[int] = []
+    mget = DocumentCache._mget
+
+    async def counted(self: DocumentCache, batch: Any) -> None:
+        sent.append(len(batch.keys))
+        await mget(self, batch)
+
+    monkeypatch.setattr(DocumentCache, "_mget", counted)
+    return sent
+
+
 async def test_a_batch_is_one_find_and_maps_results_by_key(
     sources: Sources, cache: DocumentCache, cold_cache: None, recorder: CommandRecorder
 ) -> None:
@@ -88,16 +102,8 @@ async def test_loading_together_is_one_mget_and_one_find_per_loader_that_missed(
     cache: DocumentCache,
     cold_cache: None,
     recorder: CommandRecorder,
-    monkeypatch: pytest.MonkeyPatch,
+    mgets: list[int],
 ) -> None:
-    mgets: list[int] = []
-    mget = DocumentCache._mget
-
-    async def counted(self: DocumentCache, batch: Any) -> None:
-        mgets.append(len(batch.keys))
-        await mget(self, batch)
-
-    monkeypatch.setattr(DocumentCache, "_mget", counted)
     await create_loaders(sources, cache).authentication_by_uscc.load(KNOWN[0])  # in Redis now
     mgets.clear()
     recorder.clear()
@@ -138,16 +144,8 @@ async def test_a_guard_is_read_in_the_same_mget_and_decides_what_else_is_loaded(
     cold_cache: None,
     recorder: CommandRecorder,
     redis: Redis,
-    monkeypatch: pytest.MonkeyPatch,
+    mgets: list[int],
 ) -> None:
-    mgets: list[int] = []
-    mget = DocumentCache._mget
-
-    async def counted(self: DocumentCache, batch: Any) -> None:
-        mgets.append(len(batch.keys))
-        await mget(self, batch)
-
-    monkeypatch.setattr(DocumentCache, "_mget", counted)
     await create_loaders(sources, cache).enterprise_by_uscc.load(KNOWN[1])  # in Redis now
     mgets.clear()
     recorder.clear()
