@@ -133,6 +133,17 @@ async def test_other_methods_and_oversized_headers(client: httpx.AsyncClient) ->
     mutation_by_get = await client.get("/graphql", params={"query": "mutation { __typename }"})
     assert only_error(put) == (405, "METHOD_NOT_ALLOWED", "GraphQL is served over GET and POST.")
     assert put.headers["allow"] == "GET, POST"
+    # Every method reaches the endpoint itself (no router between): one answer for all.
+    for method in ("OPTIONS", "DELETE", "PATCH"):
+        other = await client.request(method, "/graphql")
+        assert only_error(other) == (
+            405, "METHOD_NOT_ALLOWED", "GraphQL is served over GET and POST."
+        ), method  # fmt: skip
+        assert other.headers["allow"] == "GET, POST"
+        assert len(other.headers["x-request-id"]) == 32
+    # The other routes still go through Starlette's router, behind the same front.
+    missing = await client.get("/nowhere", headers={"x-request-id": "req-00000001"})
+    assert (missing.status_code, missing.headers["x-request-id"]) == (404, "req-00000001")
     assert only_error(big)[:2] == (431, "HEADERS_TOO_LARGE")
     assert only_error(mutation_by_get)[:2] == (405, "METHOD_NOT_ALLOWED")
 
