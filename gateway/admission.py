@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -70,7 +70,8 @@ def _request_id(scope: Scope) -> str:
             if _REQUEST_ID.match(given):
                 return given
             break
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits (what uuid4().hex gave, for a fifth of the time).
+    return os.urandom(16).hex()
 
 
 def client_address(scope: Scope, trusted: Sequence[Network]) -> str:

@@ -63,10 +63,11 @@ _DEADLINE_GRACE_S = 0.5
 def _wants_ide(request: Request) -> bool:
     """A browser opening the endpoint: a GET that asks for HTML and carries no operation
     (neither a document nor a persisted query's hash)."""
+    if request.method != "GET":
+        return False
     params = request.query_params
     return (
-        request.method == "GET"
-        and "query" not in params
+        "query" not in params
         and "extensions" not in params
         and "text/html" in request.headers.get("accept", "")
     )
@@ -299,7 +300,8 @@ class GraphQLView:
             body["errors"].sort(key=_document_order)
         if not _public_schema(settings, viewer):
             for error in body.get("errors", ()):
-                error["message"] = _SUGGESTION.sub("", error["message"])
+                if "Did you mean" in error["message"]:  # the search only where it finds
+                    error["message"] = _SUGGESTION.sub("", error["message"])
         status = _status(body, media_type)
         if status != 200:
             body.pop("data", None)  # refused before execution: nothing was executed

@@ -133,16 +133,30 @@ def operation_label(name: str | None) -> str:
     return "other"
 
 
+#: The series of each (metric, label values) met so far: ``labels()`` takes a lock and
+#: checks each value on every call, several times a request. Every label comes from a
+#: bounded set (see above), so this stays as small as the metrics themselves.
+_series: dict[tuple[Any, ...], Any] = {}
+
+
+def _series_of(metric: Any, *labels: str) -> Any:
+    key = (metric, *labels)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = metric.labels(*labels)
+    return series
+
+
 def observe_operation(
     name: str | None, outcome: str, seconds: float, errors: Sequence[Any]
 ) -> None:
     label = operation_label(name)
-    _OPERATIONS.labels(label, outcome).inc()
-    _OPERATION_SECONDS.labels(label).observe(seconds)
+    _series_of(_OPERATIONS, label, outcome).inc()
+    _series_of(_OPERATION_SECONDS, label).observe(seconds)
     for error in errors:
         code = (error.get("extensions") or {}).get("code") if isinstance(error, dict) else None
         # Syntax and validation errors carry no code (graphql-core's own): "none".
-        _ERRORS.labels("none" if code is None else code if code in _CODES else "other").inc()
+        _series_of(_ERRORS, "none" if code is None else code if code in _CODES else "other").inc()
 
 
 def route_label(path: str) -> str:
@@ -152,8 +166,8 @@ def route_label(path: str) -> str:
 
 def observe_request(path: str, method: str, status: int, seconds: float) -> None:
     route = route_label(path)
-    _REQUESTS.labels(route, method if method in _METHODS else "other", str(status)).inc()
-    _SECONDS.labels(route).observe(seconds)
+    _series_of(_REQUESTS, route, method if method in _METHODS else "other", str(status)).inc()
+    _series_of(_SECONDS, route).observe(seconds)
 
 
 class MetricsEndpoint:
