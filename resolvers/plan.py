@@ -62,9 +62,20 @@ from graphql import (
     located_error,
 )
 from graphql.execution.collect_fields import does_fragment_condition_match
-from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.execution.get_variable_signature import (
+    GraphQLVariableSignature,
+    get_variable_signature,
+)
+from graphql.execution.values import (
+    VariableValues,
+    VariableValueSource,
+    get_argument_values,
+    get_variable_values,
+    input_is_nested_too_deeply,
+)
 from graphql.pyutils import Path, Undefined, inspect, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
+from graphql.utilities import coerce_input_value
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
 from strawberry.types.arguments import convert_arguments
@@ -295,6 +306,16 @@ class Plan:
         #: class, its exception handlers (None for a schema Strawberry did not build).
         strawberry_schema = getattr(schema, "_strawberry_schema", None)
         self.converter: Any = getattr(strawberry_schema, "schema_converter", None)
+        signatures = [
+            get_variable_signature(schema, node) for node in operation.variable_definitions or ()
+        ]
+        #: The variables' signatures, looked up once (None: one is not an input type,
+        #: which graphql-core reports).
+        self.signatures: list[GraphQLVariableSignature] | None = (
+            None
+            if any(isinstance(signature, GraphQLError) for signature in signatures)
+            else signatures  # type: ignore[assignment]
+        )
         grouped: dict[str, list[FieldNode]] = {}
         self.collect(operation.selection_set, root, grouped, set())
         self.root = [FieldPlan(self, root, key, group) for key, group in grouped.items()]
@@ -354,9 +375,7 @@ class Plan:
         context: Context,
         extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
-        coerced = get_variable_values(
-            self.schema, self.operation.variable_definitions or (), raw_variables or {}, 50
-        )
+        coerced = self.variables(raw_variables or {})
         if isinstance(coerced, list):
             return ExecutionResult(None, coerced)
         run = Run(self, coerced, context, extensions or {})
@@ -368,6 +387,33 @@ class Plan:
             run.add_error(error, None)
             data = None
         return ExecutionResult(data, run.errors or None)
+
+    def variables(self, raw: dict[str, Any]) -> VariableValues | list[GraphQLError]:
+        """``get_variable_values`` with the signatures looked up once: when every
+        variable is given and coerces, done here as graphql-core does it; anything else
+        (a default to apply, a variable left out, an error to report) by graphql-core."""
+        signatures = self.signatures
+        if signatures is not None:
+            sources: dict[str, VariableValueSource] = {}
+            coerced: dict[str, Any] = {}
+            for signature in signatures:
+                value = raw.get(signature.name, Undefined)
+                if value is Undefined or input_is_nested_too_deeply(value, signature.type):
+                    break
+                converted = coerce_input_value(value, signature.type)
+                if converted is Undefined:
+                    break
+                sources[signature.name] = VariableValueSource(signature, value)
+                coerced[signature.name] = converted
+            else:
+                return VariableValues(sources, coerced)
+        return get_variable_values(
+            self.schema, self.operation.variable_definitions or (), raw, _MAX_VARIABLE_ERRORS
+        )
+
+
+#: Variable errors reported before coercion stops (graphql-core's ``max_errors``).
+_MAX_VARIABLE_ERRORS = 50
 
 
 class Run:

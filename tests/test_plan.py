@@ -20,8 +20,10 @@ from graphql import (
     GraphQLEnumType,
     GraphQLError,
     OperationType,
+    parse,
     specified_rules,
 )
+from graphql.execution.values import get_variable_values
 from hypothesis import given
 from hypothesis import strategies as st
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -291,3 +293,51 @@ async def test_a_request_with_errors_is_freed_without_the_collector(runtime: Run
         assert loaders() is None  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+VARIABLES = """query($u: [String!]!, $first: Int! = 2, $keyword: String, $f: EnterpriseFilter) {
+  integrityBadges(usccs: $u) { uscc }
+  enterprises(first: $first, filter: $f) { edges { node { uscc } } }
+  more: enterprises(first: 1, filter: {keyword: $keyword}) { pageInfo { hasNextPage } } }"""
+
+
+@pytest.mark.parametrize(
+    ("raw", "errors"),
+    [
+        ({"u": [HANGZHOU], "first": 3, "keyword": "服饰", "f": {"region": "33"}}, 0),  # all given
+        ({"u": [HANGZHOU]}, 0),  # a default applied, nullable variables left out
+        ({"u": [HANGZHOU], "first": 3, "keyword": None, "f": None}, 0),  # null where allowed
+        ({"u": [HANGZHOU], "first": 3, "keyword": "a", "f": None, "unknown": 1}, 0),  # an extra
+        ({"u": [HANGZHOU], "first": None}, 1),  # null for a non-null variable with a default
+        ({"u": None, "first": "three"}, 2),  # two that do not coerce
+        ({"u": [HANGZHOU], "first": 3, "f": {"regoin": "33"}}, 1),  # an unknown input field
+        ({}, 1),  # the non-null variable left out
+    ],
+)
+def test_variables_coerce_as_graphql_core_coerces_them(raw: dict[str, Any], errors: int) -> None:
+    """Plans coerce variables themselves when every one is given and coerces; any
+    other case goes to graphql-core. Either way: graphql-core's values, sources and
+    errors."""
+    plan = compile_plan(ENGINE.graphql_schema, parse(VARIABLES), None)
+    assert plan is not None
+    ours = plan.variables(raw)
+    reference = get_variable_values(
+        ENGINE.graphql_schema, plan.operation.variable_definitions or (), raw, 50
+    )
+    if isinstance(reference, list):
+        assert isinstance(ours, list)
+        assert [error.formatted for error in ours] == [error.formatted for error in reference]
+        assert len(reference) == errors
+        return
+    assert not isinstance(ours, list) and errors == 0
+
+    def sources(values: Any) -> dict[str, tuple[str, str, Any]]:
+        return {
+            name: (source.signature.name, str(source.signature.type), source.value)
+            for name, source in values.sources.items()
+        }
+
+    assert ours.coerced == reference.coerced
+    assert sources(ours) == sources(reference)
+    assert ours.coerced["u"] == [HANGZHOU]
+    assert ours.coerced["first"] == raw.get("first", 2)
