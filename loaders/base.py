@@ -104,6 +104,7 @@ def cache_key(source: Source, collection: str, key_field: str, key: Hashable) ->
     return f"{_key_prefix(source, collection, key_field)}{key}"
 
 
+@functools.cache
 def _key_prefix(source: Source, collection: str, key_field: str) -> str:
     """What the cache keys of one loader's documents start with (``cache_key``)."""
     return f"{cache_prefix(source, collection)}{key_field}:"
@@ -196,7 +197,6 @@ class SourceLoader(DataLoader[Hashable, Any]):
         if source is not None:
             self.source = source
         self._sources = sources
-        self._collection = sources.collection(self.source, self.collection)
         self._documents = cache
         self._deadline = deadline
 
@@ -325,7 +325,8 @@ class SourceLoader(DataLoader[Hashable, Any]):
         return fetched
 
     async def _fetch(self, keys: list[Hashable]) -> dict[Hashable, Any]:
-        cursor = self._collection.find({self.key_field: {"$in": keys}})
+        collection = self._sources.collection(self.source, self.collection)
+        cursor = collection.find({self.key_field: {"$in": keys}})
         if self.sort:
             cursor = cursor.sort(list(self.sort))
         attributes = {
