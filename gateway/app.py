@@ -151,9 +151,9 @@ class Gateway(Starlette):
     """A Starlette app whose own middleware (``front``: tracing, the access log,
     admission, CORS) is outermost, and whose GraphQL endpoint over HTTP takes no
     route of the router: it is the one path almost every request takes, and
-    Starlette's error and exception layers and its route matching cost each request
-    more than a tenth of a badge's time (`make bench`). Admission answers an
-    exception nobody handled, as Starlette's error layer would have."""
+    Starlette's error and exception layers and its route matching cost a badge 9 % of
+    its instructions (bench/instructions.py). Admission answers an exception nobody
+    handled, as Starlette's error layer would have."""
 
     def __init__(self, *, graphql: ASGIApp, front: list[Middleware], **kwargs: Any) -> None:
         super().__init__(**kwargs)
