@@ -248,7 +248,11 @@ def create_app(
                 await watcher.stop()
 
     engine = Engine(schema)
+    view = GraphQLView(engine)
     routes = [
+        # Taken by the dispatch before the router; listed so the router still knows
+        # the path (``/graphql/`` is redirected to it).
+        Route(GRAPHQL_PATH, view, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         WebSocketRoute(GRAPHQL_PATH, SubscriptionEndpoint(engine)),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -282,4 +286,4 @@ def create_app(
                 max_age=settings.cors_max_age_seconds,
             )
         )
-    return Gateway(graphql=GraphQLView(engine), front=middleware, routes=routes, lifespan=lifespan)
+    return Gateway(graphql=view, front=middleware, routes=routes, lifespan=lifespan)

@@ -144,6 +144,8 @@ async def test_other_methods_and_oversized_headers(client: httpx.AsyncClient) ->
     # The other routes still go through Starlette's router, behind the same front.
     missing = await client.get("/nowhere", headers={"x-request-id": "req-00000001"})
     assert (missing.status_code, missing.headers["x-request-id"]) == (404, "req-00000001")
+    slashed = await client.post("/graphql/", json={"query": "{ __typename }"})
+    assert (slashed.status_code, slashed.headers["location"]) == (307, "http://gateway/graphql")
     assert only_error(big)[:2] == (431, "HEADERS_TOO_LARGE")
     assert only_error(mutation_by_get)[:2] == (405, "METHOD_NOT_ALLOWED")
 
