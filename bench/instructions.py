@@ -139,9 +139,8 @@ def main() -> int:
             with speed.process(command, env, port, data / "gateway.log"):
                 url = f"http://127.0.0.1:{port}/graphql"
                 for name in chosen:  # every body warm: no request goes to MongoDB
-                    warm_headers = {"authorization": member}
-                    if SCENARIOS[name].viewer != "member":
-                        warm_headers = {}
+                    member_only = SCENARIOS[name].viewer == "member"
+                    warm_headers = {"authorization": member} if member_only else {}
                     asyncio.run(speed.post_all(url, bodies[name], warm_headers))
             for name in chosen:
                 small = _instructions(environment, name, SMALL)
