@@ -204,6 +204,13 @@ def check_field(
     raise _denial(context, field_name, field_nodes, path, rule, decision)
 
 
+def open_to_viewer(context: Any, rule: Rule) -> bool:
+    """Whether ``check_field`` lets every value guarded by ``rule`` through for this
+    request's viewer, whatever the enterprise, with nothing to audit: a field such a
+    rule guards need not be checked value by value (resolvers/plan.py)."""
+    return not rule.per_enterprise and _decision(context, rule, None) is Decision.ALLOW
+
+
 def _decision(context: Any, rule: Rule, enterprise: str | None) -> Decision:
     key = (rule, enterprise if rule.per_enterprise else None)
     decision: Decision | None = context.decisions.get(key)

@@ -33,6 +33,7 @@ import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+import strawberry
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -87,6 +88,7 @@ from resolvers.permissions import (
     VisibilityExtension,
     check_field,
     fragment_definitions,
+    open_to_viewer,
     select_operation,
 )
 
@@ -160,6 +162,7 @@ class FieldPlan:
         "info_name",
         "is_async",
         "key",
+        "lazy_info",
         "leaf",
         "leaf_type",
         "name",
@@ -251,14 +254,17 @@ class FieldPlan:
             )
             info = resolver.info_parameter
             self.info_name = info.name if info is not None else None
+            #: Strawberry's own Info class: the plan's lazy one stands in for it.
+            self.lazy_info = self.info_class is strawberry.Info
             self.variable_free = not any(
                 _uses_variables(argument.value) for argument in nodes[0].arguments or ()
             )
         if self.how != _RESOLVER and extensions:
             self.rule = extensions[0].rule
-        if self.how in (_ATTRIBUTE, _METHOD) and self.rule is None:
-            # A public scalar read off its object: ``execute_fields`` completes it
-            # in line when its value is an ordinary one.
+        if self.how in (_ATTRIBUTE, _METHOD):
+            # A scalar read off its object: ``execute_fields`` completes it in line
+            # when its value is an ordinary one and its rule (if any) lets every
+            # value through for the viewer.
             leaf = self.completion
             if leaf.kind == _NON_NULL:
                 leaf = leaf.of  # type: ignore[assignment]
@@ -425,6 +431,7 @@ class Run:
         "errors",
         "extensions",
         "nulled",
+        "open",
         "plan",
         "variables",
     )
@@ -443,6 +450,15 @@ class Run:
         self.errors: list[GraphQLError] = []
         self.nulled: set[Path | None] = set()
         self.arguments: dict[FieldPlan, dict[str, Any]] = {}
+        #: Per rule met: whether it lets every value through for this viewer
+        #: (``open_to_viewer``), so its fields skip the check value by value.
+        self.open: dict[Rule, bool] = {}
+
+    def opens(self, rule: Rule) -> bool:
+        opened = self.open.get(rule)
+        if opened is None:
+            opened = self.open[rule] = open_to_viewer(self.context, rule)
+        return opened
 
     # errors -------------------------------------------------------------------------
 
@@ -483,7 +499,7 @@ class Run:
         try:
             for field in fields:
                 leaf_type = field.leaf_type
-                if leaf_type is not None:
+                if leaf_type is not None and (field.rule is None or self.opens(field.rule)):
                     # In line, for an ordinary value (no path built, no call made):
                     # anything else (an error, null, an awaitable) goes the long way.
                     try:
@@ -551,7 +567,7 @@ class Run:
         try:
             if how < _DIRECT:  # an attribute or a method
                 rule = field.rule
-                if rule is not None:
+                if rule is not None and not self.opens(rule):
                     check_field(
                         self.context,
                         rule,
@@ -567,11 +583,11 @@ class Run:
                     result = field.call(source)  # type: ignore[misc]
                 info = None
             elif how == _DIRECT:
-                info = self._info(field, path)
+                info = None  # built for completion only if it needs one
                 result = (
-                    self._call_async(field, source, info)
+                    self._call_async(field, source, path)
                     if field.is_async
-                    else self._call(field, source, info)
+                    else self._call(field, source, path)
                 )
             else:
                 info = self._info(field, path)
@@ -589,14 +605,19 @@ class Run:
             return None
         return self._completed(field, path, result, info)
 
-    def _call(self, field: FieldPlan, source: Any, info: Any) -> Any:
+    def _call(self, field: FieldPlan, source: Any, path: Path) -> Any:
         """Strawberry's resolver chain for one field, without its wrappers: the
         arguments converted (``get_arguments``), the field's rule checked
         (``VisibilityExtension``, which sees the converted arguments), the resolver
         called with ``self``, ``root``/``parent`` and ``info`` as it asks."""
+        info = (
+            _ResolverInfo(self, field, path)
+            if field.lazy_info
+            else field.info_class(_raw_info=self._info(field, path), _field=field.strawberry_field)
+        )
         kwargs = self._converted(field, info)
         rule = field.rule
-        if rule is not None:
+        if rule is not None and not self.opens(rule):
             enterprise = getattr(source, "enterprise_uscc", None) or kwargs.get("uscc")
             check_field(
                 self.context,
@@ -604,24 +625,22 @@ class Run:
                 enterprise,
                 field.name,
                 field.nodes,
-                info.path,
+                path,
                 field.parent_type.name,
             )
         for name in field.source_names:
             kwargs[name] = source
         if field.info_name is not None:
-            kwargs[field.info_name] = field.info_class(
-                _raw_info=info, _field=field.strawberry_field
-            )
+            kwargs[field.info_name] = info
         if field.passes_self:
             return field.call(source, **kwargs)  # type: ignore[misc]
         return field.call(**kwargs)  # type: ignore[misc]
 
-    async def _call_async(self, field: FieldPlan, source: Any, info: Any) -> Any:
+    async def _call_async(self, field: FieldPlan, source: Any, path: Path) -> Any:
         """An asynchronous resolver's call: checked and converted when it is awaited,
         as Strawberry's asynchronous resolver is (a denial is raised when the field is
         awaited, not when it is started)."""
-        return await self._call(field, source, info)
+        return await self._call(field, source, path)
 
     def _converted(self, field: FieldPlan, info: Any) -> dict[str, Any]:
         """A fresh dict of the field's converted arguments: converted once per run (once
@@ -646,7 +665,7 @@ class Run:
                 field.strawberry_field.arguments,
                 scalar_registry=converter.scalar_registry,
                 config=converter.config,
-                info=field.info_class(_raw_info=info, _field=field.strawberry_field),
+                info=info,
             )
             if field.variable_free and all(
                 isinstance(value, _IMMUTABLE) for value in converted.values()
@@ -771,8 +790,11 @@ class Run:
         result: Any,
         info: Any,
     ) -> Any:
-        if type_.is_type_of is not None:
-            matches = type_.is_type_of(result, info or self._info(field, path))
+        is_type_of = type_.is_type_of
+        if is_type_of is not None:
+            if info is None and not _ignores_info(type_):
+                info = self._info(field, path)
+            matches = is_type_of(result, info)
             if is_awaitable(matches):
                 return self._complete_object_async(field, type_, path, result, matches)
             if not matches:
@@ -856,6 +878,43 @@ class Run:
 
 
 _NO_ARGUMENTS: dict[str, Any] = {}
+
+
+@functools.cache
+def _ignores_info(type_: GraphQLObjectType) -> bool:
+    """Whether the type's ``is_type_of`` is the one Strawberry makes for a type with
+    interfaces (an ``isinstance`` check that never looks at its info), not one the type
+    declares itself."""
+    definition = type_.extensions.get("strawberry-definition")
+    return definition is not None and definition.is_type_of is None
+
+
+class _ResolverInfo(strawberry.Info):
+    """Strawberry's ``Info`` for a resolver a plan calls: graphql-core's resolve info
+    (fifteen fields) is built only when the resolver looks past its context and path,
+    as most here never do."""
+
+    def __init__(self, run: Run, field: FieldPlan, path: Path) -> None:
+        self._run = run
+        self._plan_field = field
+        self._path = path
+        self._field = field.strawberry_field
+        self._built: Any = None
+
+    @property
+    def _raw_info(self) -> Any:  # type: ignore[override]
+        built = self._built
+        if built is None:
+            built = self._built = self._run._info(self._plan_field, self._path)
+        return built
+
+    @property
+    def context(self) -> Any:
+        return self._run.context
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
 
 def _uses_variables(value: Any) -> bool:
