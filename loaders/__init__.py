@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from functools import cached_property
 from typing import TypeVar
 
 from gateway.cache import DocumentCache
 from gateway.settings import Source
 from gateway.sources import Sources
-from loaders.base import SourceLoader
+from loaders.base import SourceLoader, built_once
 from loaders.identity import AuthenticationByUsccLoader
 from loaders.integrity import IntegrityLevelByUsccLoader, ServiceStatusByUsccLoader
 from loaders.platforms import PLATFORMS, PlatformLoaders
@@ -41,7 +40,7 @@ class Loaders:
         #: When the request's time is up (``time.monotonic()``); None: no deadline.
         self.deadline = deadline
 
-    @cached_property
+    @built_once
     def _loop(self) -> asyncio.AbstractEventLoop:
         """The request's loop, asked for once for all its loaders."""
         return asyncio.get_running_loop()
@@ -49,35 +48,35 @@ class Loaders:
     def _make(self, loader: type[L]) -> L:
         return loader(self._sources, self._cache, deadline=self.deadline, loop=self._loop)
 
-    @cached_property
+    @built_once
     def enterprise_by_uscc(self) -> EnterpriseByUsccLoader:
         return self._make(EnterpriseByUsccLoader)
 
-    @cached_property
+    @built_once
     def change_records_by_uscc(self) -> ChangeRecordsByUsccLoader:
         return self._make(ChangeRecordsByUsccLoader)
 
-    @cached_property
+    @built_once
     def change_record_by_id(self) -> ChangeRecordByIdLoader:
         return self._make(ChangeRecordByIdLoader)
 
-    @cached_property
+    @built_once
     def legal_representative_by_uscc(self) -> LegalRepresentativeByUsccLoader:
         return self._make(LegalRepresentativeByUsccLoader)
 
-    @cached_property
+    @built_once
     def authentication_by_uscc(self) -> AuthenticationByUsccLoader:
         return self._make(AuthenticationByUsccLoader)
 
-    @cached_property
+    @built_once
     def integrity_level_by_uscc(self) -> IntegrityLevelByUsccLoader:
         return self._make(IntegrityLevelByUsccLoader)
 
-    @cached_property
+    @built_once
     def service_status_by_uscc(self) -> ServiceStatusByUsccLoader:
         return self._make(ServiceStatusByUsccLoader)
 
-    @cached_property
+    @built_once
     def platforms(self) -> Mapping[Source, PlatformLoaders]:
         return {
             source: PlatformLoaders(

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import bson
 import pymongo
@@ -148,6 +148,33 @@ def _batch_sizes(source: Source, collection: str) -> Any:
 #: What ``SourceLoader.peek`` answers for a key that has not been loaded.
 MISSING: Any = object()
 T = TypeVar("T")
+Owner = TypeVar("Owner")
+
+
+class built_once(Generic[Owner, T]):
+    """``functools.cached_property`` without its lock: on Python 3.11 every first read
+    takes an RLock, and a request builds a loader on first use, some twenty of them.
+    A request's loaders live on its event loop's thread, so there is nothing to lock
+    against. The value is kept in the instance's ``__dict__``, where later reads find
+    it without calling this."""
+
+    def __init__(self, build: Callable[[Owner], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> built_once[Owner, T]: ...
+    @overload
+    def __get__(self, instance: Owner, owner: type | None = None) -> T: ...
+    def __get__(self, instance: Owner | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.build(instance)
+        return value
 
 
 class SourceLoader(DataLoader[Hashable, Any]):

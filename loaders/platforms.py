@@ -7,7 +7,6 @@ Every platform database has the same collections, except that Chengxintong exist
 from __future__ import annotations
 
 import asyncio
-from functools import cached_property
 from typing import TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -15,7 +14,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from gateway.cache import DocumentCache
 from gateway.settings import Source
 from gateway.sources import Sources
-from loaders.base import SourceLoader
+from loaders.base import SourceLoader, built_once
 from loaders.contracts import PLATFORM_SOURCES
 
 __all__ = ["CERTIFYING_PLATFORMS", "INDEXES", "PLATFORMS", "PlatformLoaders"]
@@ -141,23 +140,23 @@ class PlatformLoaders:
             loop=self._loop,
         )
 
-    @cached_property
+    @built_once
     def statistics(self) -> StatisticsByUsccLoader:
         return self._make(StatisticsByUsccLoader)
 
-    @cached_property
+    @built_once
     def stores(self) -> StoresByUsccLoader:
         return self._make(StoresByUsccLoader)
 
-    @cached_property
+    @built_once
     def risk_records(self) -> RiskRecordsByUsccLoader:
         return self._make(RiskRecordsByUsccLoader)
 
-    @cached_property
+    @built_once
     def certifications(self) -> CertificationsByUsccLoader | None:
         return self._make(CertificationsByUsccLoader) if self._certifying else None
 
-    @cached_property
+    @built_once
     def chengxintong(self) -> ChengxintongByUsccLoader | None:
         if self.source != Source.PLATFORM_1688:
             return None
@@ -165,14 +164,14 @@ class PlatformLoaders:
             self._sources, self._cache, deadline=self._deadline, loop=self._loop
         )
 
-    @cached_property
+    @built_once
     def store_by_id(self) -> StoreByIdLoader:
         return self._make(StoreByIdLoader)
 
-    @cached_property
+    @built_once
     def risk_record_by_id(self) -> RiskRecordByIdLoader:
         return self._make(RiskRecordByIdLoader)
 
-    @cached_property
+    @built_once
     def certification_by_id(self) -> CertificationByIdLoader | None:
         return self._make(CertificationByIdLoader) if self._certifying else None
