@@ -155,27 +155,62 @@ class RegistryFields:
 
     uscc: USCC = visible(Tier.PUBLIC, "Unified social credit code.")
     name: str = visible(Tier.PUBLIC, "Registered name.")
-    kind: EntityKind = visible(Tier.PUBLIC, "Kind of subject, from the USCC.")
-    region: Region = visible(Tier.PUBLIC, "Division of the registration authority, from the USCC.")
-    status: BusinessStatus = visible(Tier.PUBLIC, "Registration status.")
-    operating_period: OperatingPeriod = visible(Tier.PUBLIC, "Operating period of the licence.")
-    registered_address: str = visible(Tier.PUBLIC, "Registered address (住所).")
-    established_on: dt.date = visible(Tier.PUBLIC, "Date of establishment.")
-    #: The registry document's money and shareholders, converted only when asked for
-    #: (a search page of fifty would otherwise build every shareholder's Decimal).
-    capital_document: strawberry.Private[Document]
-    shareholder_documents: strawberry.Private[list[Document]]
+    #: The registry document: the rest of the archive is read off it when a field asks
+    #: (a search page of fifty enterprises mostly asks for their names).
+    document: strawberry.Private[Document]
+
+    @visible(Tier.PUBLIC, "Kind of subject, from the USCC.")
+    def kind(self) -> EntityKind:
+        return entity_kind(self.uscc)
+
+    @visible(Tier.PUBLIC, "Division of the registration authority, from the USCC.")
+    def region(self) -> Region:
+        region = division(self.document["division"])
+        return Region(code=region.code, name=region.name, province=region.province)
+
+    @visible(Tier.PUBLIC, "Registration status.")
+    def status(self) -> BusinessStatus:
+        return BusinessStatus(self.document["status"])
+
+    @visible(Tier.PUBLIC, "Operating period of the licence.")
+    def operating_period(self) -> OperatingPeriod:
+        doc = self.document
+        return OperatingPeriod(start=doc["operating_from"].date(), end=_date(doc["operating_to"]))
+
+    @visible(Tier.PUBLIC, "Registered address (住所).")
+    def registered_address(self) -> str:
+        address: str = self.document["address"]
+        return address
+
+    @visible(Tier.PUBLIC, "Date of establishment.")
+    def established_on(self) -> dt.date:
+        established: dt.datetime = self.document["established_on"]
+        return established.date()
+
+    @visible(Tier.PUBLIC, "Business scope (经营范围).")
+    def business_scope(self) -> str:
+        scope: str = self.document["business_scope"]
+        return scope
+
+    @visible(Tier.PUBLIC, "Registration authority (登记机关).")
+    def registration_authority(self) -> str:
+        authority: str = self.document["authority"]
+        return authority
+
+    @visible(Tier.PUBLIC, "The legal representative (法定代表人 / 经营者).")
+    def legal_representative(self) -> LegalRepresentative:
+        return LegalRepresentative(
+            enterprise_uscc=self.uscc, name=self.document["legal_representative_name"]
+        )
+
+    @visible(Tier.PUBLIC, "When the registry last updated this archive.")
+    def updated_at(self) -> dt.datetime:
+        updated: dt.datetime = self.document["updated_at"]
+        return updated
 
     @visible(Tier.PUBLIC, "Registered capital.")
     def registered_capital(self) -> Money:
-        return Money.from_document(self.capital_document)
-
-    business_scope: str = visible(Tier.PUBLIC, "Business scope (经营范围).")
-    registration_authority: str = visible(Tier.PUBLIC, "Registration authority (登记机关).")
-    legal_representative: LegalRepresentative = visible(
-        Tier.PUBLIC, "The legal representative (法定代表人 / 经营者)."
-    )
-    updated_at: dt.datetime = visible(Tier.PUBLIC, "When the registry last updated this archive.")
+        return Money.from_document(self.document["registered_capital"])
 
     @visible(
         Tier.PUBLIC,
@@ -185,7 +220,7 @@ class RegistryFields:
     def shareholders(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> ShareholderConnection:
-        shareholders = [Shareholder.from_document(doc) for doc in self.shareholder_documents]
+        shareholders = [Shareholder.from_document(doc) for doc in self.document["shareholders"]]
         return ShareholderConnection.of(shareholders, info=info, first=first, after=after)
 
     @visible(
@@ -208,28 +243,7 @@ class RegistryFields:
     @classmethod
     def from_document(cls, doc: Document) -> Self:
         uscc = doc["_id"]
-        region = division(doc["division"])
-        return cls(
-            node_key=uscc,
-            uscc=USCC(uscc),
-            name=doc["name"],
-            kind=entity_kind(uscc),
-            region=Region(code=region.code, name=region.name, province=region.province),
-            status=BusinessStatus(doc["status"]),
-            operating_period=OperatingPeriod(
-                start=doc["operating_from"].date(), end=_date(doc["operating_to"])
-            ),
-            registered_address=doc["address"],
-            established_on=doc["established_on"].date(),
-            capital_document=doc["registered_capital"],
-            business_scope=doc["business_scope"],
-            registration_authority=doc["authority"],
-            legal_representative=LegalRepresentative(
-                enterprise_uscc=uscc, name=doc["legal_representative_name"]
-            ),
-            shareholder_documents=doc["shareholders"],
-            updated_at=doc["updated_at"],
-        )
+        return cls(node_key=uscc, uscc=USCC(uscc), name=doc["name"], document=doc)
 
 
 @strawberry.federation.type(keys=["uscc"], description="An enterprise's integrity archive.")
