@@ -127,3 +127,47 @@ async def test_operations_denials_batches_and_finds_are_counted(
     assert _delta(before, after, batches, collection="registry.enterprises") == 2
     finds = "integrity_gateway_mongodb_finds_total"
     assert _delta(before, after, finds, source="registry") == 1
+
+
+def test_series_are_exposed_as_prometheus_client_exposes_them() -> None:
+    """The lockless counters and histograms: what a scrape reads of them, exactly."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from gateway.metrics import Counter, Histogram
+
+    registry = CollectorRegistry(auto_describe=True)
+    counter = Counter("c", "A counter.", ["kind"], registry=registry)
+    histogram = Histogram("h", "A histogram.", ["route"], buckets=(1, 5), registry=registry)
+    counter.labels("a").inc()
+    counter.labels(kind="a").inc(2)
+    counter.labels("b")
+    for value in (0.5, 1, 1.5, 5, 7):  # a bound counts in its own bucket
+        histogram.labels("/x").observe(value)
+    with pytest.raises(ValueError, match="counters only go up"):
+        counter.labels("a").inc(-1)
+    with pytest.raises(ValueError, match=r"takes the labels \('kind',\)"):
+        counter.labels("a", "b")
+
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+    assert samples == {
+        ("c_total", (("kind", "a"),)): 3.0,
+        ("c_total", (("kind", "b"),)): 0.0,
+        ("h_bucket", (("le", "1.0"), ("route", "/x"))): 2.0,
+        ("h_bucket", (("le", "5.0"), ("route", "/x"))): 4.0,
+        ("h_bucket", (("le", "+Inf"), ("route", "/x"))): 5.0,
+        ("h_count", (("route", "/x"),)): 5.0,
+        ("h_sum", (("route", "/x"),)): 15.0,
+    }
+    created = [
+        sample.name
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+        if sample.name.endswith("_created")
+    ]
+    assert created == ["c_created", "c_created", "h_created"]
