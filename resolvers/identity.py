@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import strawberry
 
@@ -50,38 +50,47 @@ def is_verified(doc: Document | None, now: dt.datetime | None = None) -> bool:
 @strawberry.type(description="Identity authentication (实名认证) of an enterprise.")
 class IdentityAuthentication:
     enterprise_uscc: strawberry.Private[str]
-    verified: bool = visible(Tier.PUBLIC, "Whether the identity is currently verified.")
-    status: AuthenticationStatus | None = visible(Tier.MEMBER, "State of the authentication.")
-    verified_at: dt.datetime | None = visible(Tier.MEMBER, "When it was verified.")
-    expires_at: dt.datetime | None = visible(Tier.MEMBER, "When the verification lapses.")
-    method: AuthenticationMethod | None = visible(
-        Tier.OWNER, "How it was authenticated.", scopes=[IDENTITY_READ]
-    )
-    evidence_reference: str | None = visible(
-        Tier.OWNER, "Reference of the evidence on file.", scopes=[IDENTITY_READ]
-    )
+    #: The authentication document (None: never applied for); each field reads its
+    #: part when asked for (a badge or a search hit asks only whether it is verified).
+    document: strawberry.Private[Document | None]
+
+    @visible(Tier.PUBLIC, "Whether the identity is currently verified.")
+    def verified(self) -> bool:
+        return is_verified(self.document)
+
+    @visible(Tier.MEMBER, "State of the authentication.")
+    def status(self) -> AuthenticationStatus | None:
+        doc = self.document
+        return (
+            AuthenticationStatus.NOT_APPLIED if doc is None else AuthenticationStatus(doc["status"])
+        )
+
+    @visible(Tier.MEMBER, "When it was verified.")
+    def verified_at(self) -> dt.datetime | None:
+        verified_at: dt.datetime | None = self._get("verified_at")
+        return verified_at
+
+    @visible(Tier.MEMBER, "When the verification lapses.")
+    def expires_at(self) -> dt.datetime | None:
+        expires_at: dt.datetime | None = self._get("expires_at")
+        return expires_at
+
+    @visible(Tier.OWNER, "How it was authenticated.", scopes=[IDENTITY_READ])
+    def method(self) -> AuthenticationMethod | None:
+        doc = self.document
+        return None if doc is None else AuthenticationMethod(doc["method"])
+
+    @visible(Tier.OWNER, "Reference of the evidence on file.", scopes=[IDENTITY_READ])
+    def evidence_reference(self) -> str | None:
+        reference: str | None = self._get("evidence_ref")
+        return reference
+
+    def _get(self, key: str) -> Any:
+        return None if self.document is None else self.document[key]
 
     @classmethod
     def from_document(cls, uscc: str, doc: Document | None) -> Self:
-        if doc is None:
-            return cls(
-                enterprise_uscc=uscc,
-                verified=False,
-                status=AuthenticationStatus.NOT_APPLIED,
-                verified_at=None,
-                expires_at=None,
-                method=None,
-                evidence_reference=None,
-            )
-        return cls(
-            enterprise_uscc=uscc,
-            verified=is_verified(doc),
-            status=AuthenticationStatus(doc["status"]),
-            verified_at=doc["verified_at"],
-            expires_at=doc["expires_at"],
-            method=AuthenticationMethod(doc["method"]),
-            evidence_reference=doc["evidence_ref"],
-        )
+        return cls(enterprise_uscc=uscc, document=doc)
 
 
 @strawberry.type

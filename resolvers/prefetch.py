@@ -12,7 +12,8 @@ fails leaves its error in the loader, and the field that needs it raises it at i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 from graphql import (
     FieldNode,
@@ -77,14 +78,15 @@ async def prefetch_enterprises(
     *,
     also: Sequence[tuple[SourceLoader, list[str]]] = (),
     guarded: bool = False,
-) -> None:
+) -> list[dict[Hashable, Any]]:
     """Load, for every enterprise in ``usccs``, the documents ``selected`` will need
     (and what ``also`` asks of other loaders, in the same step). ``guarded``: the
     enterprises themselves are loaded in the same step, and the rest only for those
-    that exist (``load_together``'s guard)."""
+    that exist (``load_together``'s guard). Returns what ``also`` asked for, as
+    ``load_together`` gives it (key -> document, None or the error its field raises),
+    one mapping per request of ``also``."""
     if not usccs:
-        await load_together(also)
-        return
+        return await load_together(also)
     loaders = info.context.loaders
     fragments = info._raw_info.fragments
     loads: list[tuple[SourceLoader, list[str]]] = list(also)
@@ -117,4 +119,7 @@ async def prefetch_enterprises(
             if risks:
                 loads.append((platform.risk_records, usccs))
     # One MGET for all; a failed source is left in its loader for the fields that need it.
-    await load_together(loads, guard=(loaders.enterprise_by_uscc, usccs) if guarded else None)
+    guard = (loaders.enterprise_by_uscc, usccs) if guarded else None
+    results = await load_together(loads, guard=guard)
+    first = 1 if guard is not None else 0
+    return results[first : first + len(also)]

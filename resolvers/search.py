@@ -157,8 +157,11 @@ class SearchQuery:
         # come from the search, not the client, so loading ahead for a hit whose
         # enterprise has just left the registry costs a few misses and no more.
         hits = context.loaders.enterprise_by_uscc
-        await prefetch_enterprises(info, found.usccs, nodes, also=[(hits, found.usccs)])
-        docs = await hits.load_many(found.usccs)  # loaded already
+        (loaded,) = await prefetch_enterprises(info, found.usccs, nodes, also=[(hits, found.usccs)])
+        docs = [loaded[uscc] for uscc in found.usccs]
+        failed = next((doc for doc in docs if isinstance(doc, BaseException)), None)
+        if failed is not None:
+            raise failed  # the registry could not give the hits: the page is null
         edges = [
             EnterpriseEdge(
                 key=context.cursor_key,
