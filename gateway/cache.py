@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 
 from gateway.tracing import span
 
-__all__ = ["TOMBSTONE", "AnyRedis", "DocumentCache"]
+__all__ = ["TOMBSTONE", "AnyRedis", "DocumentCache", "ScriptCall"]
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,21 @@ _EVICT_CHUNK = 500
 AnyRedis = Redis | RedisCluster
 
 
+#: A script's call: its SHA1, its keys, its arguments.
+ScriptCall = tuple[str, Sequence[str], Sequence[Any]]
+
+
 @dataclass(slots=True)
 class _Batch:
-    """The keys asked for in one turn of the event loop, and their answer."""
+    """The keys asked for in one turn of the event loop, and their answer; and the
+    scripts asked to run in that turn (``run_script``), sent in the same round trip."""
 
     done: asyncio.Future[dict[str, bytes]]
     keys: dict[str, None] = field(default_factory=dict)
+    #: (what builds the script's call, the future of its answer)
+    scripts: list[tuple[Callable[[], ScriptCall], asyncio.Future[Any]]] = field(
+        default_factory=list
+    )
 
 
 class DocumentCache:
@@ -145,6 +154,11 @@ class DocumentCache:
         )
 
     @property
+    def cluster(self) -> bool:
+        """Whether this is a Redis Cluster (whose MGETs are split by slot)."""
+        return self._cluster
+
+    @property
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
@@ -179,11 +193,33 @@ class DocumentCache:
             return {}
         batch = self._batch
         if batch is None or len(batch.keys) >= _MAX_BATCH_KEYS:
-            batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
-            asyncio.get_running_loop().call_soon(self._flush, batch)
+            batch = self._open_batch()
         batch.keys.update(dict.fromkeys(keys))
         found = await asyncio.shield(batch.done)
         return {key: found[key] for key in keys if key in found}
+
+    def run_script(self, call: Callable[[], ScriptCall]) -> Any:
+        """A future of the answer of a script (``EVALSHA``) sent in the same pipeline,
+        and round trip, as this turn's MGET: the rate-limit charges travel with the
+        reads. ``call()`` gives the script's SHA1, keys and arguments when the pipeline
+        is sent, so the caller may add to them until then. The answer is Redis's, or
+        the error Redis answered (``NoScriptError``: the caller loads the script), or
+        the error the pipeline failed with. A single server only: on a cluster the
+        script's keys and the MGET's lie on different nodes."""
+        if self._cluster:
+            raise TypeError("run_script needs a single Redis server, not a cluster")
+        batch = self._batch
+        if batch is None or len(batch.keys) >= _MAX_BATCH_KEYS:
+            batch = self._open_batch()
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        batch.scripts.append((call, answer))
+        return answer
+
+    def _open_batch(self) -> _Batch:
+        loop = asyncio.get_running_loop()
+        batch = self._batch = _Batch(loop.create_future())
+        loop.call_soon(self._flush, batch)
+        return batch
 
     def _flush(self, batch: _Batch) -> None:
         if self._batch is batch:
@@ -195,7 +231,9 @@ class DocumentCache:
         try:
             # The span is the first asker's (a batch serves every request of the tick).
             with span("redis MGET", _redis_attributes("MGET", len(keys)), kind=SpanKind.CLIENT):
-                if self._cluster:
+                if batch.scripts:
+                    values = await self._pipelined(keys, batch.scripts)
+                elif self._cluster:
                     async with self._turn():
                         values = await self._redis.mget_nonatomic(keys)  # type: ignore[union-attr]
                 else:
@@ -203,8 +241,13 @@ class DocumentCache:
         except RedisError as exc:
             self.suspect("MGET", exc)
             values = [None] * len(keys)
+            for _, answer in batch.scripts:
+                if not answer.done():
+                    answer.set_exception(exc)
         except BaseException:
             batch.done.cancel()  # shut down mid-flight: the waiters are cancelled too
+            for _, answer in batch.scripts:
+                answer.cancel()
             raise
         batch.done.set_result(
             {
@@ -214,6 +257,35 @@ class DocumentCache:
                 if isinstance(value, bytes) and value != TOMBSTONE
             }
         )
+
+    async def _pipelined(
+        self, keys: list[str], scripts: list[tuple[Callable[[], ScriptCall], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        """The MGET (when there are keys) and the scripts in one pipeline: the MGET's
+        values; each script's answer, or the error Redis answered it with, set on its
+        future. Raises ``RedisError`` when the round trip fails (an MGET that Redis
+        refused fails it too)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if keys:
+                pipe.mget(keys)
+            for call, _ in scripts:
+                sha, script_keys, arguments = call()
+                pipe.evalsha(sha, len(script_keys), *script_keys, *arguments)
+            answers = await pipe.execute(raise_on_error=False)
+        if keys:
+            values, *answers = answers
+        for (_, future), answer in zip(scripts, answers, strict=True):
+            if future.done():
+                continue
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+        if not keys:
+            return []
+        if isinstance(values, RedisError):
+            raise values
+        return values  # type: ignore[no-any-return]
 
     async def set_many(
         self,

@@ -5,18 +5,19 @@ document, cost per viewer kind) is checked by resolvers/limits/ before anything
 executes. Rate limits spend an operation's cost in a sliding window per client, on
 the `limits` library: kept in Redis, so every worker and replica shares them; when
 Redis fails, counted in this process's memory instead (still a limit, per worker
-rather than global), never not at all. The charges of requests that arrive together
-go to Redis together: the library's own script for each, one pipeline per turn of the
-event loop (``_Charges``).
+rather than global), never not at all. A request's charge, every window at once
+with the library's own script, goes to Redis in the round trip of its first read,
+which the requests that arrive together share (``_Charges``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,11 +28,11 @@ from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.exceptions import NoScriptError
 
-from gateway.cache import DocumentCache
+from gateway.cache import DocumentCache, ScriptCall
 from gateway.settings import Settings
 from gateway.viewer import Anonymous, ServiceClient, Viewer
 
-__all__ = ["Allowance", "Limits", "OperationBudget"]
+__all__ = ["Allowance", "Charge", "Limits", "OperationBudget"]
 
 log = logging.getLogger(__name__)
 
@@ -101,81 +102,182 @@ class Allowance:
         return headers
 
 
-class _Charges:
-    """Sliding-window charges sent to Redis together: every charge asked for in one
-    turn of the event loop (the requests that arrived together) goes in one pipeline
-    of the library's own script (``acquire_sliding_window``, its keys and arguments, as
-    ``RedisStorage.acquire_sliding_window_entry`` sends them), instead of a round trip
-    each. Its answers are the script's; a pipeline that fails fails each charge in it.
-    A script Redis does not hold (a restarted server) is loaded and run again by the
-    library's own call."""
+def _acquire_all(acquire_one: str) -> str:
+    """A script that spends the charges of many requests, each in its windows in order
+    and stopping at the first window that refuses, with the library's own script
+    (``acquire_sliding_window``) as the step of one window. Its keys are each window's
+    (previous, current) pair; its arguments, per charge, the number of windows, then
+    each window's (limit, expiry, cost). It answers, per charge, 0 when every window
+    took the cost, else the number (from 1) of the window that refused; the windows
+    before it keep their charge, as when the library's script is run once per window."""
+    return (
+        "local function acquire(KEYS, ARGV)\n"
+        f"{acquire_one}\n"
+        "end\n"
+        "local answers = {}\n"
+        "local key, argument = 1, 1\n"
+        "while argument <= #ARGV do\n"
+        "  local windows = tonumber(ARGV[argument])\n"
+        "  argument = argument + 1\n"
+        "  local refused = 0\n"
+        "  for window = 1, windows do\n"
+        "    if refused == 0 and not acquire({KEYS[key], KEYS[key + 1]},\n"
+        "        {ARGV[argument], ARGV[argument + 1], ARGV[argument + 2]}) then\n"
+        "      refused = window\n"
+        "    end\n"
+        "    key, argument = key + 2, argument + 3\n"
+        "  end\n"
+        "  answers[#answers + 1] = refused\n"
+        "end\n"
+        "return answers\n"
+    )
 
-    def __init__(self, storage: RedisStorage) -> None:
+
+def _text(script: str | bytes) -> str:
+    """A script's text, as redis-py keeps it (bytes, or str)."""
+    return script.decode() if isinstance(script, bytes) else script
+
+
+@dataclass(slots=True)
+class Charge:
+    """One request's cost, spent in its windows: ``answer`` is 0 when every window took
+    it, else the number (from 1) of the window that refused."""
+
+    windows: Sequence[RateLimitItem]
+    who: tuple[str, str]
+    answer: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class _Group:
+    """The charges asked for in one turn of the event loop: one script call."""
+
+    keys: list[str] = field(default_factory=list)
+    arguments: list[int] = field(default_factory=list)
+    #: Per charge: its windows, who, its cost, the future of its answer.
+    charges: list[tuple[Sequence[RateLimitItem], tuple[str, str], int, asyncio.Future[int]]] = (
+        field(default_factory=list)
+    )
+
+
+#: What counts a group's charges when Redis failed them: (windows, who, cost) -> answer.
+Fallback = Callable[[Sequence[RateLimitItem], tuple[str, str], int], Awaitable[int]]
+
+
+class _Charges:
+    """The charges asked for in one turn of the event loop, sent in one call of one
+    script (``_acquire_all``) in the Redis round trip of that turn's reads
+    (``DocumentCache.run_script``): a request's charge travels with its first MGET, and
+    the requests that arrive together share both. A script Redis does not hold (a
+    restarted server) is loaded and run again; charges Redis failed are reported
+    (``failed``) and counted by ``fallback`` (in memory)."""
+
+    def __init__(
+        self,
+        storage: RedisStorage,
+        cache: DocumentCache,
+        failed: Callable[[Exception], None],
+        fallback: Fallback,
+    ) -> None:
         bridge: Any = storage.bridge
         self._storage = storage
-        self._script = bridge.lua_acquire_sliding_window
         self._prefixed = bridge.prefixed_key
-        self._client = bridge.get_connection()
-        self._queued: list[tuple[list[str], list[int], asyncio.Future[bool]]] | None = None
-        #: Pipelines on their way (held here so none is collected before it answers).
-        self._sending: set[asyncio.Task[None]] = set()
+        self._script = bridge.get_connection().register_script(
+            _acquire_all(_text(bridge.lua_acquire_sliding_window.script))
+        )
+        self._cache = cache
+        self._failed = failed
+        self._fallback = fallback
+        self._group: _Group | None = None
+        #: Groups being run again (held here so none is collected before it answers).
+        self._retrying: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def of(cls, storage: RedisStorage) -> _Charges | None:
-        """Batched charges for a single server's storage on redis-py; None when the
-        storage is anything else (a cluster: its keys lie on many nodes)."""
-        if type(storage) is not RedisStorage or not isinstance(storage.bridge, RedispyBridge):
+    def of(
+        cls,
+        storage: RedisStorage,
+        cache: DocumentCache | None,
+        failed: Callable[[Exception], None],
+        fallback: Fallback,
+    ) -> _Charges | None:
+        """Charges with the reads, for a single server's storage on redis-py, the
+        cache's server; None for anything else (a cluster: its keys lie on many nodes)."""
+        if (
+            cache is None
+            or cache.cluster
+            or type(storage) is not RedisStorage
+            or not isinstance(storage.bridge, RedispyBridge)
+        ):
             return None
-        return cls(storage)
+        return cls(storage, cache, failed, fallback)
 
-    def hit(self, item: RateLimitItem, identifiers: tuple[str, str], cost: int) -> Any:
-        """An awaitable of whether ``cost`` fitted in ``item``'s window (and was spent)."""
-        storage = self._storage
-        key = item.key_for(*identifiers)
-        keys = [
-            self._prefixed(storage._previous_window_key(key)),
-            self._prefixed(storage._current_window_key(key)),
-        ]
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        if self._queued is None:
-            self._queued = []
-            loop.call_soon(self._flush)
-        self._queued.append((keys, [item.amount, item.get_expiry(), cost], future))
-        return future
+    def send(
+        self, windows: Sequence[RateLimitItem], who: tuple[str, str], units: int
+    ) -> asyncio.Future[int]:
+        """The future of the charge's answer (``Charge.answer``)."""
+        group = self._group
+        if group is None:
+            group = self._group = _Group()
+            sent = self._cache.run_script(functools.partial(self._sealed, group))
+            sent.add_done_callback(functools.partial(self._answered, group))
+        storage, keys, arguments = self._storage, group.keys, group.arguments
+        arguments.append(len(windows))
+        for item in windows:
+            key = item.key_for(*who)
+            keys.append(self._prefixed(storage._previous_window_key(key)))
+            keys.append(self._prefixed(storage._current_window_key(key)))
+            arguments += (item.amount, item.get_expiry(), units)
+        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        group.charges.append((windows, who, units, answer))
+        return answer
 
-    def _flush(self) -> None:
-        queued, self._queued = self._queued or [], None
-        task = asyncio.get_running_loop().create_task(self._send(queued))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+    def _sealed(self, group: _Group) -> ScriptCall:
+        """The group's call, as its pipeline is sent: later charges start a group."""
+        if self._group is group:
+            self._group = None
+        return self._script.sha, group.keys, group.arguments
 
-    async def _send(self, queued: list[tuple[list[str], list[int], asyncio.Future[bool]]]) -> None:
-        sha = self._script.sha
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for keys, arguments, _ in queued:
-                    pipe.evalsha(sha, len(keys), *keys, *arguments)
-                answers = await pipe.execute(raise_on_error=False)
-        except Exception as exc:
-            for *_, future in queued:
-                if not future.done():
-                    future.set_exception(exc)
+    def _answered(self, group: _Group, sent: asyncio.Future[Any]) -> None:
+        if self._group is group:  # failed before it was sent
+            self._group = None
+        if sent.cancelled():
+            for *_, answer in group.charges:
+                answer.cancel()
             return
-        for (keys, arguments, future), answer in zip(queued, answers, strict=True):
-            if future.done():
+        error = sent.exception()
+        if error is None:
+            _settle(group, sent.result())
+            return
+        task = asyncio.get_running_loop().create_task(self._again(group, error))
+        self._retrying.add(task)
+        task.add_done_callback(self._retrying.discard)
+
+    async def _again(self, group: _Group, error: BaseException) -> None:
+        """A group whose script Redis did not hold, run again after loading it; one
+        that failed otherwise, counted by the fallback."""
+        if isinstance(error, NoScriptError):
+            try:
+                _settle(group, await self._script(group.keys, group.arguments))
+                return
+            except Exception as exc:
+                error = exc
+        self._failed(error if isinstance(error, Exception) else RuntimeError(error))
+        for windows, who, units, answer in group.charges:
+            try:
+                refused = await self._fallback(windows, who, units)
+            except Exception as exc:
+                if not answer.done():
+                    answer.set_exception(exc)
                 continue
-            if isinstance(answer, NoScriptError):
-                try:
-                    answer = await self._script(keys, arguments)  # loads it, runs it
-                except Exception as exc:
-                    answer = exc
-                if future.done():  # its request gave up meanwhile
-                    continue
-            if isinstance(answer, Exception):
-                future.set_exception(answer)
-            else:
-                future.set_result(bool(answer))
+            if not answer.done():
+                answer.set_result(refused)
+
+
+def _settle(group: _Group, answers: Sequence[Any]) -> None:
+    """Give each charge of the group its answer."""
+    for (*_, answer), refused in zip(group.charges, answers, strict=True):
+        if not answer.done():
+            answer.set_result(int(refused))
 
 
 def _cluster_uri(redis_url: str) -> str:
@@ -228,7 +330,7 @@ class Limits:
                 )
             )
             self._shared = SlidingWindowCounterRateLimiter(storage)
-            self._charges = _Charges.of(storage)
+            self._charges = _Charges.of(storage, health, self._failed, self._in_memory)
         self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
         #: Whose view of Redis's health to share: a dead Redis costs no timeout here.
         self._health = health
@@ -276,43 +378,64 @@ class Limits:
         if self._health is not None:
             self._health.suspect("rate limit", exc)
 
-    async def _charge(self, item: RateLimitItem, who: tuple[str, str], units: int) -> bool:
-        """The limiter's ``hit``, batched with the other requests' when the shared
-        storage allows it; counted in memory when Redis fails, as ``_call``."""
+    def charge(self, viewer: Viewer, client_address: str, cost: int) -> Charge:
+        """Start spending ``cost`` in each window of the viewer, in order, stopping at
+        the first that refuses (the earlier ones keep the charge: a client over its
+        hourly budget also spends its minute's). A zero-cost operation (``__typename``)
+        counts one unit: nobody gets an unlimited stream of requests.
+
+        With Redis, the charge goes in the round trip of this turn's reads
+        (``_Charges``); its answer arrives with theirs. When Redis fails, it is counted
+        in this process's memory instead."""
+        windows = self.windows(viewer)
+        who = self.identity(viewer, client_address)
+        units = max(cost, 1)
         charges = self._charges
         if charges is None or self._limiter() is not self._shared:
-            return bool(await self._call("hit", item, *who, cost=units))
-        try:
-            return bool(await charges.hit(item, who, units))
-        except Exception as exc:
-            self._failed(exc)
-            return bool(await self._local.hit(item, *who, cost=units))
+            task = asyncio.get_running_loop().create_task(self._in_turn(windows, who, units))
+            return Charge(windows, who, task)
+        return Charge(windows, who, charges.send(windows, who, units))
+
+    async def _in_memory(
+        self, windows: Sequence[RateLimitItem], who: tuple[str, str], units: int
+    ) -> int:
+        """A charge Redis failed, counted in memory."""
+        for number, item in enumerate(windows, start=1):
+            if not await self._local.hit(item, *who, cost=units):
+                return number
+        return 0
+
+    async def _in_turn(
+        self, windows: Sequence[RateLimitItem], who: tuple[str, str], units: int
+    ) -> int:
+        """The library's own calls, one window after another (a cluster, or Redis given
+        up on); counted in memory when Redis fails."""
+        for number, item in enumerate(windows, start=1):
+            if not await self._call("hit", item, *who, cost=units):
+                return number
+        return 0
+
+    async def allowance(self, charge: Charge) -> Allowance:
+        """What the charge came to: allowed, or refused by a window (with its state)."""
+        refused = await asyncio.shield(charge.answer)
+        windows = charge.windows
+        if not refused:
+            return Allowance(allowed=True, limit=windows[0], policies=windows)
+        item = windows[refused - 1]
+        stats: Any = await self._call("get_window_stats", item, *charge.who)
+        reset_time, remaining = stats
+        return Allowance(
+            allowed=False,
+            limit=item,
+            remaining=int(remaining),
+            retry_after=max(1, math.ceil(float(reset_time) - time.time())),
+            policies=windows,
+        )
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
         """Count one call; False when the caller is over the limit."""
         return bool(await self._call("hit", item, *identifiers))
 
     async def spend(self, viewer: Viewer, client_address: str, cost: int) -> Allowance:
-        """Spend ``cost`` units in each window of the viewer, in order, or refuse.
-
-        One charge per window, sent with the other requests' (``_Charges``): the
-        library's script deducts only when the cost fits.
-        When a later window refuses, the earlier ones keep the charge (so a client over
-        its hourly budget also spends its minute's). A zero-cost operation
-        (``__typename``) counts one unit: nobody gets an unlimited stream of requests.
-        """
-        windows = self.windows(viewer)
-        who = self.identity(viewer, client_address)
-        units = max(cost, 1)
-        for item in windows:
-            if not await self._charge(item, who, units):
-                stats: Any = await self._call("get_window_stats", item, *who)
-                reset_time, remaining = stats
-                return Allowance(
-                    allowed=False,
-                    limit=item,
-                    remaining=int(remaining),
-                    retry_after=max(1, math.ceil(float(reset_time) - time.time())),
-                    policies=windows,
-                )
-        return Allowance(allowed=True, limit=windows[0], policies=windows)
+        """Spend ``cost`` in the viewer's windows (``charge``) and wait for the answer."""
+        return await self.allowance(self.charge(viewer, client_address, cost))

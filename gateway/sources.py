@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -15,7 +16,14 @@ from pymongo.errors import PyMongoError
 from gateway.pii import Keyring
 from gateway.settings import ConfigurationError, Settings, Source
 
-__all__ = ["GATEWAY_DATABASE", "Sources"]
+__all__ = [
+    "GATE",
+    "GATEWAY_DATABASE",
+    "ChargeGate",
+    "NotAdmittedError",
+    "Sources",
+    "admitted",
+]
 
 # pymongo logs whole command replies at DEBUG: they would carry personal data (ID
 # numbers) into the logs whatever level the gateway is run at. Never below WARNING.
@@ -27,6 +35,75 @@ GATEWAY_DATABASE = "integrity_gateway"
 #: How long seeding and rebuilding may wait on one command before the store is taken
 #: for a dead one.
 _BULK_PATIENCE_MS = 600_000
+
+
+class NotAdmittedError(Exception):
+    """A source asked for on behalf of a request whose rate-limit charge has not let it
+    read any (refused, or not answered yet)."""
+
+    def __init__(self) -> None:
+        super().__init__("the request's rate-limit charge has not admitted it to its sources")
+
+
+class ChargeGate:
+    """Whether a request's rate-limit charge lets it go to its sources.
+
+    A query runs while its charge travels to Redis in the same round trip as its first
+    read (resolvers/engine.py), so what Redis holds is read before the charge answers.
+    Nothing else may happen before then: every read of a MongoDB source, and anything
+    that writes, awaits ``passed()`` first, which raises ``NotAdmittedError`` when the
+    charge refused the request (whose answer is then the refusal alone). ``Sources``
+    hands no database to a request whose gate is not open (``GATE``), so a read that
+    forgot to wait fails rather than run for a request that may be refused."""
+
+    __slots__ = ("_answer",)
+
+    def __init__(self) -> None:
+        #: The charge's answer: 0 when every window took the cost (None: no charge
+        #: in flight; the request was charged before it ran).
+        self._answer: asyncio.Future[int] | None = None
+
+    def hold(self, answer: asyncio.Future[int]) -> None:
+        """Close the gate until ``answer`` (0: admitted) arrives."""
+        self._answer = answer
+
+    @property
+    def open(self) -> bool:
+        answer = self._answer
+        return answer is None or (
+            answer.done()
+            and not answer.cancelled()
+            and answer.exception() is None
+            and answer.result() == 0
+        )
+
+    async def passed(self) -> None:
+        """Wait for the charge's answer; raise ``NotAdmittedError`` if it refused."""
+        answer = self._answer
+        if answer is None:
+            return
+        if not answer.done():
+            await asyncio.shield(answer)  # a field given up on leaves the charge alone
+        if answer.result() != 0:
+            raise NotAdmittedError()
+
+
+#: The gate of the request run in this context, while its charge is in flight.
+GATE: ContextVar[ChargeGate | None] = ContextVar("integrity_gateway_gate", default=None)
+
+
+async def admitted() -> None:
+    """Wait until the running request's charge admits it to its sources (at once when
+    it was charged before it ran); raise ``NotAdmittedError`` when it refused."""
+    gate = GATE.get()
+    if gate is not None:
+        await gate.passed()
+
+
+def _admitted() -> None:
+    gate = GATE.get()
+    if gate is not None and not gate.open:
+        raise NotAdmittedError()
 
 
 def _keyring_or_error(settings: Settings) -> Keyring | ConfigurationError:
@@ -88,13 +165,8 @@ class Sources:
             self._databases[source] = client_for(url)[source.value]
         registry_client = self._databases[Source.REGISTRY].client
         self._keyring = keyring
-        #: The audit trail: on its own cluster if configured, else the registry's.
-        self.audit: AsyncDatabase[Document] = (
-            client_for(audit_url) if audit_url else registry_client
-        )["audit"]
-        #: What the gateway itself keeps (correction requests, notifications, client
-        #: mutation ids, the watcher's resume tokens), on the registry's cluster too.
-        self.gateway: AsyncDatabase[Document] = registry_client[GATEWAY_DATABASE]
+        self._audit = (client_for(audit_url) if audit_url else registry_client)["audit"]
+        self._gateway = registry_client[GATEWAY_DATABASE]
 
     @classmethod
     def from_settings(
@@ -130,12 +202,27 @@ class Sources:
             "these sources were opened without PII_ENCRYPTION_KEYS"
         )
 
+    @property
+    def audit(self) -> AsyncDatabase[Document]:
+        """The audit trail: on its own cluster if configured, else the registry's."""
+        _admitted()
+        return self._audit
+
+    @property
+    def gateway(self) -> AsyncDatabase[Document]:
+        """What the gateway itself keeps (correction requests, notifications, client
+        mutation ids, the watcher's resume tokens), on the registry's cluster too."""
+        _admitted()
+        return self._gateway
+
     def db(self, source: Source) -> AsyncDatabase[Document]:
+        _admitted()
         return self._databases[source]
 
     def collection(self, source: Source, name: str) -> AsyncCollection[Document]:
         """One collection object per (source, name) for the process: every request's
         loaders reuse it instead of building their own."""
+        _admitted()
         key = (source, name)
         found = self._collections.get(key)
         if found is None:

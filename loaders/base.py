@@ -27,7 +27,7 @@ from pymongo.errors import PyMongoError
 from gateway.cache import DocumentCache
 from gateway.metrics import CACHE_HITS, CACHE_MISSES, LOADER_BATCH, MONGODB_FINDS, SOURCE_ERRORS
 from gateway.settings import Source
-from gateway.sources import Sources
+from gateway.sources import Sources, admitted
 from gateway.tracing import span
 from loaders.contracts import contract, violation
 
@@ -323,7 +323,8 @@ class SourceLoader(DataLoader[Hashable, Any]):
     async def _from_source(self, misses: list[Hashable]) -> dict[Hashable, Any]:
         """Each missed key's value from MongoDB (written back to Redis), or the error
         that its field will raise: the source failed, or its document breaks its
-        contract."""
+        contract. Not before the request's charge admits it (``admitted``)."""
+        await admitted()
         CACHE_MISSES.inc(len(misses))
         MONGODB_FINDS.labels(self.source.value).inc()
         try:

@@ -41,7 +41,7 @@ from pymongo.errors import PyMongoError
 from gateway.cache import DocumentCache
 from gateway.metrics import SOURCE_ERRORS
 from gateway.settings import Source
-from gateway.sources import Sources
+from gateway.sources import Sources, admitted
 from loaders.base import (
     CACHE_FORMAT,
     Document,
@@ -387,6 +387,7 @@ async def search_page(
         usccs, more, resume, computed_in = unpack(cached)
         if computed_in == generation:
             return Page(usccs, more, resume)
+    await admitted()  # what follows reads MongoDB and writes Redis
     if generation is None:
         # No generation (a new or flushed Redis, or one evicted): start one before
         # reading, so what is read now is valid in it.

@@ -2,7 +2,8 @@
 
 The HTTP view hands over a read, authenticated request; the engine measures and
 validates the document (resolvers/limits), prices it, charges the client's rate limit,
-executes it, and shapes the answer: unexpected errors logged (never with the query
+executes it, and shapes the answer (a cached query runs while its charge travels to Redis
+with its first read; what it may do before the charge admits it: ``ChargeGate``): unexpected errors logged (never with the query
 text) and masked, ``extensions.cost`` added. Strawberry builds the schema and its
 resolvers; this replaces its per-request pipeline, whose extension hooks cost more
 than everything they wrapped here.
@@ -37,6 +38,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.utils.await_maybe import await_maybe
 from strawberry.utils.operation import get_first_operation
 
+from gateway.limits import Charge
+from gateway.sources import GATE, ChargeGate
 from gateway.viewer import Anonymous, Operator, ServiceClient
 from resolvers.context import Context
 from resolvers.errors import ErrorCode, is_expected_error
@@ -50,7 +53,7 @@ from resolvers.limits import (
     public_cached,
 )
 from resolvers.permissions import platform_middleware, public_operation, select_operation
-from resolvers.plan import compiled_plan
+from resolvers.plan import Plan, compiled_plan
 
 __all__ = ["Engine", "OperationRefused"]
 
@@ -179,11 +182,31 @@ class Engine:
         if isinstance(prepared, dict):
             return prepared
         measured = prepared
-        refusal = await self._charge(measured, operation_name, variables, context)
+        cost = self._price(measured, operation_name, variables, context)
         priced = self._priced(context)
-        if refusal is not None:
-            return _body(None, [refusal], priced)
-        result = await self._execute(measured, operation_name, variables, context, extensions)
+        if isinstance(cost, LimitError):
+            return _body(None, [cost], priced)
+        charge = context.limits.charge(context.viewer, context.client_address, cost)
+        plan = self._plan(measured, operation_name, context)
+        if plan is None:
+            refusal = await self._admit(charge, context)
+            if refusal is not None:
+                return _body(None, [refusal], priced)
+            result = await self._execute(measured, operation_name, variables, context, extensions)
+        else:
+            # Run while the charge travels with the first read (DESIGN §7): nothing reads a
+            # source or writes before it admits the request (ChargeGate).
+            gate = ChargeGate()
+            gate.hold(charge.answer)
+            held = GATE.set(gate)
+            try:
+                result = await plan.run(variables, context, extensions)
+            finally:
+                GATE.reset(held)
+            refusal = await self._admit(charge, context)
+            if refusal is not None:
+                context.audit.clear()  # nothing it read is served
+                return _body(None, [refusal], priced)
         errors = _log_and_mask(result.errors, context.request_id) if result.errors else []
         return _body(result.data, errors, priced)
 
@@ -200,7 +223,12 @@ class Engine:
         prepared = self._prepare(query, operation_name, context, {OperationType.SUBSCRIPTION})
         if isinstance(prepared, dict):
             return prepared
-        refusal = await self._charge(prepared, operation_name, variables, context)
+        cost = self._price(prepared, operation_name, variables, context)
+        if isinstance(cost, LimitError):
+            refusal: LimitError | None = cost
+        else:
+            charge = context.limits.charge(context.viewer, context.client_address, cost)
+            refusal = await self._admit(charge, context)
         if refusal is not None:
             return _body(None, [refusal], self._priced(context))
         deny_hidden = platform_middleware(context)
@@ -292,15 +320,15 @@ class Engine:
         limit = context.limits.operation.cost[context.viewer.kind]
         return {"cost": {"requested": context.report.cost, "limit": limit}}
 
-    async def _charge(
+    def _price(
         self,
         measured: Measured,
         operation_name: str | None,
         variables: dict[str, Any] | None,
         context: Context,
-    ) -> LimitError | None:
-        """Price the operation, refuse it over the viewer kind's budget, and spend its
-        cost against the client's rate limit."""
+    ) -> int | LimitError:
+        """The operation's cost (also in ``context.report``), or its refusal when it
+        costs more than the viewer kind may spend at once."""
         schema, document = self.graphql_schema, measured.document
         viewer = context.viewer
         # A cached document is priced once for each set of sizes its variables give.
@@ -316,10 +344,14 @@ class Engine:
                 else public_operation(schema, document, operation_name)
             )
         refusal = cost_refusal(cost, context.limits.operation.cost[viewer.kind], viewer.kind)
-        if refusal is not None:
-            return refusal
-        allowance = await context.limits.spend(viewer, context.client_address, cost)
-        report.allowance = allowance
+        return cost if refusal is None else refusal
+
+    @staticmethod
+    async def _admit(charge: Charge, context: Context) -> LimitError | None:
+        """What the client's rate limit made of the operation's cost: None when it was
+        spent, else the refusal."""
+        allowance = await context.limits.allowance(charge)
+        context.report.allowance = allowance
         if allowance.allowed:
             return None
         return LimitError(
@@ -327,6 +359,15 @@ class Engine:
             f"Rate limit {allowance.limit} (cost units) reached; retry in "
             f"{allowance.retry_after}s.",
         )
+
+    def _plan(
+        self, measured: Measured, operation_name: str | None, context: Context
+    ) -> Plan | None:
+        """The compiled plan of a query whose document is cached, when it may run on
+        one (a platform that shows less runs on the reference executor)."""
+        if not measured.cached or platform_middleware(context) is not None:
+            return None
+        return compiled_plan(self.graphql_schema, measured.query, measured.tokens, operation_name)
 
     async def _execute(
         self,
@@ -336,18 +377,16 @@ class Engine:
         context: Context,
         extensions: dict[str, Any] | None,
     ) -> ExecutionResult:
+        """An operation no plan runs, on the reference executor."""
         deny_hidden = platform_middleware(context)
-        if deny_hidden is not None:  # a platform that shows less: the reference executor
-            return await self.reference(
-                measured, operation_name, variables, context, extensions, [deny_hidden]
-            )
-        if measured.cached:
-            plan = compiled_plan(
-                self.graphql_schema, measured.query, measured.tokens, operation_name
-            )
-            if plan is not None:
-                return await plan.run(variables, context, extensions)
-        return await self.reference(measured, operation_name, variables, context, extensions)
+        return await self.reference(
+            measured,
+            operation_name,
+            variables,
+            context,
+            extensions,
+            [deny_hidden] if deny_hidden is not None else None,
+        )
 
     async def reference(
         self,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import strawberry
 
+from gateway.sources import admitted
 from loaders.base import Document
 from loaders.codes import IdNumberError, validate_id_number
 from loaders.registry import Verification, verify_legal_representative
@@ -150,6 +151,7 @@ class IdentityQuery:
         clean_name = name.strip()
         if not 0 < len(clean_name) <= _NAME_MAX:
             raise bad_user_input(f"name must be 1 to {_NAME_MAX} characters")
+        await admitted()  # the verification budget, the registry and the audit trail
         if not await context.limits.hit(context.limits.verify, "verify", context.viewer.subject):
             raise rate_limited(f"verifyLegalRepresentative is limited to {context.limits.verify}")
         result = await verify_legal_representative(

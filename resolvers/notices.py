@@ -11,7 +11,7 @@ import asyncio
 import base64
 import datetime as dt
 import enum
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import strawberry
@@ -22,6 +22,7 @@ from pymongo.errors import PyMongoError
 from strawberry.relay import PageInfo
 
 from gateway.settings import Source
+from gateway.sources import admitted
 from gateway.viewer import Anonymous
 from loaders import writes
 from loaders.base import Document, source_error, source_timeout
@@ -192,12 +193,14 @@ def decode_cursor(cursor: str | None) -> ObjectId | None:
         raise bad_user_input("after is not a cursor returned by this connection") from None
 
 
-async def _read(context: Any, reading: Awaitable[_T]) -> _T:
-    """A read of the gateway's own database, bounded by the request's deadline; failed,
-    it is the registry's cluster that failed."""
+async def _read(context: Any, read: Callable[[], Awaitable[_T]]) -> _T:
+    """``read()``, a read of the gateway's own database, once the request's charge
+    admits it, bounded by the request's deadline; failed, it is the registry's cluster
+    that failed."""
+    await admitted()
     try:
         with source_timeout(context.sources, context.loaders.deadline):
-            return await reading
+            return await read()
     except PyMongoError:
         raise source_error(Source.REGISTRY, context.loaders.deadline) from None
 
@@ -239,7 +242,7 @@ class NoticeFields:
         before = decode_cursor(after)
         (docs, more), unread = await _read(
             context,
-            asyncio.gather(
+            lambda: asyncio.gather(
                 writes.notifications_page(
                     context.sources, self.uscc, first=first, before=before, unread_only=unread_only
                 ),
@@ -270,7 +273,8 @@ class NoticeFields:
         check_first(context.viewer, first)
         before = decode_cursor(after)
         docs, more = await _read(
-            context, writes.corrections_of(context.sources, self.uscc, first=first, before=before)
+            context,
+            lambda: writes.corrections_of(context.sources, self.uscc, first=first, before=before),
         )
         edges = [
             CorrectionRequestEdge(

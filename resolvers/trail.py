@@ -181,7 +181,7 @@ class AccessLogFields:
         action = next((name for name, kind in _ACTIONS.items() if kind is wanted.kind), None)
         docs, more = await _read(
             context,
-            access_log_page(
+            lambda: access_log_page(
                 context.sources,
                 self.uscc,
                 first=first,

@@ -20,11 +20,13 @@ from limits.aio.storage import memory as limits_memory
 from redis.asyncio import Redis
 
 from gateway.app import create_app
+from gateway.cache import DocumentCache
 from gateway.embedded import free_port
-from gateway.limits import Limits, _Charges
-from gateway.settings import Settings
+from gateway.limits import Limits
+from gateway.settings import Settings, Source
+from gateway.sources import GATE, ChargeGate, NotAdmittedError, Sources, admitted
 from gateway.viewer import Anonymous
-from tests.conftest import bearer, serving
+from tests.conftest import CommandRecorder, bearer, serving
 from tests.test_archive import HANGZHOU
 
 pytestmark = pytest.mark.usefixtures("seeded")
@@ -240,32 +242,109 @@ async def test_probing_for_unknown_usccs_costs_like_a_lookup_and_misses_expire_s
     assert 0 < ttl <= settings.cache_miss_ttl_seconds
 
 
-async def test_charges_that_arrive_together_go_to_redis_in_one_pipeline(
+async def test_charges_go_to_redis_in_the_round_trip_of_the_reads_of_their_turn(
     settings: Settings, address: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipelines: list[int] = []
-    send = _Charges._send
+    pipelines: list[tuple[int, int]] = []
+    pipelined = DocumentCache._pipelined
 
-    async def counted(self: _Charges, queued: Any) -> None:
-        pipelines.append(len(queued))
-        await send(self, queued)
+    async def counted(self: DocumentCache, keys: list[str], scripts: Any) -> list[Any]:
+        pipelines.append((len(keys), len(scripts)))
+        return await pipelined(self, keys, scripts)
 
-    monkeypatch.setattr(_Charges, "_send", counted)
-    limits = Limits(limited(settings, rate_limit_anonymous="25/minute"), settings.redis_url)
+    monkeypatch.setattr(DocumentCache, "_pipelined", counted)
+    cache = DocumentCache.from_url(settings.redis_url, ttl_seconds=60)
+    windows = limited(settings, rate_limit_anonymous="25/minute;30/hour")
+    limits = Limits(windows, settings.redis_url, health=cache)
     try:
-        spent = await asyncio.gather(*(limits.spend(Anonymous(), address, 10) for _ in range(3)))
-        assert pipelines == [3]  # one round trip for the three
-        # Spent in the order asked, by the library's script: 10 + 10 fit in 25, 30 not.
-        assert [allowance.allowed for allowance in spent] == [True, True, False]
-        assert spent[2].remaining == 5
-        window = f"LIMITS:{{LIMITER/ip/{address}/25/1/minute}}"
-        assert await redis.get(window) == b"20"  # the library's own key and count
+        charges = [limits.charge(Anonymous(), address, 10) for _ in range(4)]
+        found = await cache.get_many(["ig:test:absent"])
+        spent = [await limits.allowance(charge) for charge in charges]
+        # One round trip: the turn's MGET and one script call for the four charges.
+        assert pipelines == [(1, 1)]
+        assert found == {}
+        # Spent in the order asked, window by window, by the library's script: 10 + 10
+        # fit in both; the third does not fit the minute's 25, so the hour is not charged.
+        assert [allowance.allowed for allowance in spent] == [True, True, False, False]
+        assert (str(spent[2].limit), spent[2].remaining) == ("25 per 1 minute", 5)
+        minute = f"LIMITS:{{LIMITER/ip/{address}/25/1/minute}}"
+        hour = f"LIMITS:{{LIMITER/ip/{address}/30/1/hour}}"
+        assert (await redis.get(minute), await redis.get(hour)) == (b"20", b"20")
 
-        # Redis forgot the script (a restart): the library loads it again.
-        await redis.script_flush()
+        # A later window refuses: the earlier ones keep the charge.
         other = next(_addresses)
-        assert (await limits.spend(Anonymous(), other, 10)).allowed
-        assert await redis.get(f"LIMITS:{{LIMITER/ip/{other}/25/1/minute}}") == b"10"
-        assert pipelines == [3, 1]
+        hourly = Limits(
+            limited(settings, rate_limit_anonymous="25/minute;15/hour"),
+            settings.redis_url,
+            health=cache,
+        )
+        try:
+            first, second = [await hourly.spend(Anonymous(), other, 10) for _ in range(2)]
+        finally:
+            await hourly.close()
+        assert (first.allowed, second.allowed, str(second.limit)) == (True, False, "15 per 1 hour")
+        assert await redis.get(f"LIMITS:{{LIMITER/ip/{other}/25/1/minute}}") == b"20"
+        assert await redis.get(f"LIMITS:{{LIMITER/ip/{other}/15/1/hour}}") == b"10"
+
+        # Redis forgot the script (a restart): it is loaded and run again. A charge with
+        # no read in its turn goes alone.
+        await redis.script_flush()
+        third = next(_addresses)
+        assert (await limits.spend(Anonymous(), third, 10)).allowed
+        assert await redis.get(f"LIMITS:{{LIMITER/ip/{third}/25/1/minute}}") == b"10"
+        assert pipelines[-1] == (0, 1)
     finally:
         await limits.close()
+        await cache.close()
+
+
+async def test_a_refused_query_reads_no_source_and_writes_nothing(
+    settings: Settings, seeded: list[str], address: str, redis: Redis, recorder: CommandRecorder
+) -> None:
+    """A query runs while its charge travels with its first read: a refused one has read
+    Redis, and nothing else."""
+    allowed_uscc, refused_uscc = seeded[-1], seeded[-2]
+    keys = [f"ig:2:registry:enterprises:_id:{uscc}" for uscc in (allowed_uscc, refused_uscc)]
+    await redis.delete(*keys)
+    async with serving(limited(settings, rate_limit_anonymous="15/minute")) as client:
+        payload = {"query": NAME, "variables": {"u": allowed_uscc}}
+        headers = {"x-forwarded-for": address}
+        await client.post("/graphql", json=payload, headers=headers)  # the plan is compiled
+        recorder.clear()
+        payload["variables"] = {"u": refused_uscc}
+        refused = await client.post("/graphql", json=payload, headers=headers)
+    assert refused.status_code == 429
+    assert refused.json()["errors"][0]["extensions"] == {"code": "RATE_LIMITED"}
+    assert recorder.finds() == []
+    assert await redis.exists(keys[1]) == 0  # no write-back
+
+
+async def test_sources_are_closed_to_a_request_its_charge_has_not_admitted(
+    settings: Settings,
+) -> None:
+    sources = Sources.from_settings(settings, None)
+    loop = asyncio.get_running_loop()
+    gate, answer = ChargeGate(), loop.create_future()
+    gate.hold(answer)
+    held = GATE.set(gate)
+    try:
+        with pytest.raises(NotAdmittedError):
+            sources.collection(Source.REGISTRY, "enterprises")
+        waiting = asyncio.ensure_future(admitted())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        answer.set_result(0)  # every window took the cost
+        await waiting
+        assert sources.collection(Source.REGISTRY, "enterprises").name == "enterprises"
+
+        refused, answer = ChargeGate(), loop.create_future()
+        refused.hold(answer)
+        answer.set_result(2)  # the second window refused
+        GATE.set(refused)
+        with pytest.raises(NotAdmittedError):
+            await admitted()
+        with pytest.raises(NotAdmittedError):
+            sources.gateway  # noqa: B018
+    finally:
+        GATE.reset(held)
+        await sources.close()
