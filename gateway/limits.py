@@ -417,7 +417,9 @@ class Limits:
 
     async def allowance(self, charge: Charge) -> Allowance:
         """What the charge came to: allowed, or refused by a window (with its state)."""
-        refused = await asyncio.shield(charge.answer)
+        answer = charge.answer
+        # Mostly here already: it arrived with the request's first read.
+        refused = answer.result() if answer.done() else await asyncio.shield(answer)
         windows = charge.windows
         if not refused:
             return Allowance(allowed=True, limit=windows[0], policies=windows)

@@ -2,11 +2,11 @@
 
 The HTTP view hands over a read, authenticated request; the engine measures and
 validates the document (resolvers/limits), prices it, charges the client's rate limit,
-executes it, and shapes the answer (a cached query runs while its charge travels to Redis
-with its first read; what it may do before the charge admits it: ``ChargeGate``): unexpected errors logged (never with the query
-text) and masked, ``extensions.cost`` added. Strawberry builds the schema and its
-resolvers; this replaces its per-request pipeline, whose extension hooks cost more
-than everything they wrapped here.
+executes it, and shapes the answer: unexpected errors logged (never with the query
+text) and masked, ``extensions.cost`` added. A cached query runs while its charge travels
+to Redis with its first read (what it may do before the charge admits it:
+``ChargeGate``). Strawberry builds the schema and its resolvers; this replaces its
+per-request pipeline, whose extension hooks cost more than everything they wrapped here.
 
 Execution: a query whose document is cached runs on its compiled plan
 (resolvers/plan.py), which calls the same resolvers as graphql-core would without

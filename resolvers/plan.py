@@ -78,8 +78,10 @@ from graphql.pyutils import Path, Undefined, inspect, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from graphql.utilities import coerce_input_value
 from strawberry.execution import optimized_is_awaitable
+from strawberry.relay import GlobalID
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
-from strawberry.types.arguments import convert_arguments
+from strawberry.types.arguments import StrawberryArgument, _is_leaf_type, convert_arguments
+from strawberry.types.base import StrawberryList, StrawberryMaybe, StrawberryOptional
 
 from resolvers.context import Context
 from resolvers.limits import cached_document
@@ -164,6 +166,7 @@ class FieldPlan:
         "key",
         "lazy_info",
         "leaf",
+        "leaf_arguments",
         "leaf_type",
         "name",
         "nodes",
@@ -199,6 +202,10 @@ class FieldPlan:
         self.completion: Completion | None = None
         self.strawberry_field: Any = None
         self.static_arguments: dict[str, Any] | None = None
+        #: (GraphQL name, Python name, whether a list) of each argument, when every one
+        #: is a scalar, an enum or a list of them: what Strawberry's conversion leaves as
+        #: graphql-core coerced it (a list copied).
+        self.leaf_arguments: tuple[tuple[str, str, bool], ...] | None = None
         #: Set for a public scalar read off its object (``execute_fields``).
         self.leaf_type: Any = None
         self.leaf: Completion | None = None
@@ -259,6 +266,7 @@ class FieldPlan:
             self.variable_free = not any(
                 _uses_variables(argument.value) for argument in nodes[0].arguments or ()
             )
+            self.leaf_arguments = _leaf_arguments(strawberry_field.arguments, plan.converter)
         if self.how != _RESOLVER and extensions:
             self.rule = extensions[0].rule
         if self.how in (_ATTRIBUTE, _METHOD):
@@ -271,6 +279,31 @@ class FieldPlan:
             if leaf.kind == _LEAF:
                 self.leaf_type = leaf.type
                 self.leaf = leaf
+
+
+def _leaf_arguments(
+    arguments: list[StrawberryArgument], converter: Any
+) -> tuple[tuple[str, str, bool], ...] | None:
+    """What ``FieldPlan.leaf_arguments`` holds for these arguments, or None when one of
+    them is converted by Strawberry (an input type, a ``Maybe``, a global ID)."""
+    registry = converter.scalar_registry
+    leaves: list[tuple[str, str, bool]] = []
+    for argument in arguments:
+        type_: Any = argument.type
+        if isinstance(type_, StrawberryMaybe):
+            return None
+        if isinstance(type_, StrawberryOptional):
+            type_ = type_.of_type
+        many = isinstance(type_, StrawberryList)
+        if many:
+            type_ = type_.of_type
+            if isinstance(type_, StrawberryOptional):
+                type_ = type_.of_type
+        if type_ is GlobalID or not _is_leaf_type(type_, registry, skip_classes=(GlobalID,)):
+            return None
+        name = converter.config.name_converter.from_argument(argument)
+        leaves.append((name, argument.python_name, many))
+    return tuple(leaves)
 
 
 class Selection:
@@ -659,14 +692,22 @@ class Run:
                 if field.has_arguments
                 else _NO_ARGUMENTS
             )
-            converter = self.plan.converter
-            converted = convert_arguments(
-                raw,
-                field.strawberry_field.arguments,
-                scalar_registry=converter.scalar_registry,
-                config=converter.config,
-                info=info,
-            )
+            leaves = field.leaf_arguments
+            if leaves is not None:
+                converted = {
+                    python_name: list(raw[name]) if many and raw[name] is not None else raw[name]
+                    for name, python_name, many in leaves
+                    if name in raw
+                }
+            else:
+                converter = self.plan.converter
+                converted = convert_arguments(
+                    raw,
+                    field.strawberry_field.arguments,
+                    scalar_registry=converter.scalar_registry,
+                    config=converter.config,
+                    info=info,
+                )
             if field.variable_free and all(
                 isinstance(value, _IMMUTABLE) for value in converted.values()
             ):
@@ -749,7 +790,7 @@ class Run:
     def complete_list(
         self, field: FieldPlan, completion: Completion, path: Path, result: Any, info: Any
     ) -> Any:
-        if not is_iterable(result):
+        if type(result) is not list and not is_iterable(result):  # a list, mostly
             raise GraphQLError(
                 "Expected Iterable, but did not find one for field"
                 f" '{field.parent_type}.{field.name}'."
