@@ -160,6 +160,8 @@ class _Group:
     )
 
 
+#: Clients whose windows' keys are kept (``_Charges._learn``); all forgotten when full.
+_KNOWN_CLIENTS = 10_000
 #: What counts a group's charges when Redis failed them: (windows, who, cost) -> answer.
 Fallback = Callable[[Sequence[RateLimitItem], tuple[str, str], int], Awaitable[int]]
 
@@ -189,6 +191,8 @@ class _Charges:
         self._failed = failed
         self._fallback = fallback
         self._group: _Group | None = None
+        #: By (windows, client): the keys and sizes of its windows (``_learn``).
+        self._known: dict[tuple[int, tuple[str, str]], tuple[list[str], list[tuple[int, int]]]] = {}
         #: Groups being run again (held here so none is collected before it answers).
         self._retrying: set[asyncio.Task[None]] = set()
 
@@ -220,16 +224,34 @@ class _Charges:
             group = self._group = _Group()
             sent = self._cache.run_script(functools.partial(self._sealed, group))
             sent.add_done_callback(functools.partial(self._answered, group))
-        storage, keys, arguments = self._storage, group.keys, group.arguments
+        known = self._known.get((id(windows), who))
+        if known is None:
+            known = self._learn(windows, who)
+        keys, sizes = known
+        group.keys += keys
+        arguments = group.arguments
         arguments.append(len(windows))
+        for amount, expiry in sizes:
+            arguments += (amount, expiry, units)
+        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        group.charges.append((windows, who, units, answer))
+        return answer
+
+    def _learn(
+        self, windows: Sequence[RateLimitItem], who: tuple[str, str]
+    ) -> tuple[list[str], list[tuple[int, int]]]:
+        """The keys of a client's windows and their (limit, expiry), kept for the
+        client's next request (the windows are the settings', built once)."""
+        storage, keys = self._storage, []
         for item in windows:
             key = item.key_for(*who)
             keys.append(self._prefixed(storage._previous_window_key(key)))
             keys.append(self._prefixed(storage._current_window_key(key)))
-            arguments += (item.amount, item.get_expiry(), units)
-        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        group.charges.append((windows, who, units, answer))
-        return answer
+        known = keys, [(item.amount, item.get_expiry()) for item in windows]
+        if len(self._known) >= _KNOWN_CLIENTS:
+            self._known.clear()
+        self._known[id(windows), who] = known
+        return known
 
     def _sealed(self, group: _Group) -> ScriptCall:
         """The group's call, as its pipeline is sent: later charges start a group."""
