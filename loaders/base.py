@@ -16,12 +16,14 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import bson
 import pymongo
 from aiodataloader import DataLoader
 from bson.codec_options import CodecOptions
+from bson.decimal128 import Decimal128
 from pymongo.errors import PyMongoError
 
 from gateway.cache import DocumentCache
@@ -39,6 +41,7 @@ __all__ = [
     "SourceUnavailableError",
     "cache_key",
     "cache_prefix",
+    "exact_decimal",
     "load_together",
     "pack",
     "unpack",
@@ -97,6 +100,34 @@ def pack(value: Any) -> bytes:
 
 def unpack(raw: bytes) -> Any:
     return bson.decode(raw, codec_options=_CODEC)["v"]
+
+
+def exact_decimal(value: Any) -> Decimal:
+    """A stored amount (BSON Decimal128, or a number) as a ``Decimal``, equal to what
+    ``Decimal128.to_decimal`` gives, digits and exponent alike; read off its 128 bits
+    in one step where bson's own walks them byte by byte (a whole archive holds some
+    forty amounts). Infinities, NaNs and the rare long-significand form are left to
+    bson."""
+    if not isinstance(value, Decimal128):
+        return Decimal(value)
+    high, low = value.__getstate__()
+    if high & _D128_SPECIAL == _D128_SPECIAL:
+        return value.to_decimal()
+    coefficient = ((high & _D128_COEFFICIENT_HIGH) << 64) | low
+    if coefficient > _D128_MAX_COEFFICIENT:
+        return value.to_decimal()
+    exponent = ((high & _D128_EXPONENT) >> 49) - 6176
+    return Decimal(f"{'-' if high & _D128_SIGN else ''}{coefficient}E{exponent}")
+
+
+#: IEEE 754 decimal128, binary integer encoding, the high 64 bits: the sign; the two
+#: combination bits that mark an infinity, a NaN or a long significand; the exponent
+#: and the significand's top bits otherwise.
+_D128_SIGN = 1 << 63
+_D128_SPECIAL = 3 << 61
+_D128_EXPONENT = 0x7FFF800000000000
+_D128_COEFFICIENT_HIGH = 0x0001FFFFFFFFFFFF
+_D128_MAX_COEFFICIENT = 10**34 - 1
 
 
 def cache_key(source: Source, collection: str, key_field: str, key: Hashable) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from decimal import Decimal
-from typing import Any, Self
+from typing import Self
 
 import strawberry
 from strawberry import relay
 
-from loaders.base import Document
+from loaders.base import Document, exact_decimal
 from loaders.codes import EntityKind, UsccError, entity_kind, validate_uscc
 from loaders.regions import division
 from resolvers.context import Info
@@ -54,10 +54,6 @@ def _date(value: dt.datetime | None) -> dt.date | None:
     return value.date() if value is not None else None
 
 
-def _decimal(value: Any) -> Decimal:
-    return value.to_decimal() if hasattr(value, "to_decimal") else Decimal(value)
-
-
 @strawberry.type(description="An amount of money, exact to the unit the registry records.")
 class Money:
     amount: Decimal = visible(Tier.PUBLIC, "Exact decimal amount, as a string.")
@@ -65,7 +61,7 @@ class Money:
 
     @classmethod
     def from_document(cls, doc: Document) -> Self:
-        return cls(amount=_decimal(doc["amount"]), currency=doc["currency"])
+        return cls(amount=exact_decimal(doc["amount"]), currency=doc["currency"])
 
 
 @strawberry.type(description="Administrative division (GB/T 2260) of the registration authority.")
@@ -112,7 +108,7 @@ class Shareholder:
             name=doc["name"],
             kind=ShareholderKind(doc["kind"]),
             subscribed_capital=Money.from_document(doc["subscribed_capital"]),
-            ratio_percent=_decimal(doc["ratio_percent"]),
+            ratio_percent=exact_decimal(doc["ratio_percent"]),
         )
 
 

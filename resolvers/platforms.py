@@ -12,7 +12,7 @@ import strawberry
 from strawberry import relay
 
 from gateway.settings import Source
-from loaders.base import MISSING, Document
+from loaders.base import MISSING, Document, exact_decimal
 from loaders.platforms import PLATFORMS, PlatformLoaders
 from resolvers.context import Info
 from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, CountedListConnection
@@ -117,7 +117,7 @@ class Chengxintong:
             years_open=doc["years_open"],
             cumulative_transactions=doc["cumulative_transactions"],
             buyer_count=doc["buyer_count"],
-            repeat_purchase_rate_percent=doc["repeat_purchase_rate"].to_decimal(),
+            repeat_purchase_rate_percent=exact_decimal(doc["repeat_purchase_rate"]),
         )
 
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import struct
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from bson.decimal128 import Decimal128
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from gateway.cache import DocumentCache
@@ -13,7 +19,7 @@ from gateway.embedded import free_port
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from loaders import create_loaders
-from loaders.base import MISSING, SourceUnavailableError, load_together
+from loaders.base import MISSING, SourceUnavailableError, exact_decimal, load_together
 from tests.conftest import CommandRecorder, Stores
 
 pytestmark = pytest.mark.usefixtures("seeded")
@@ -201,3 +207,34 @@ async def test_clearing_a_loader_forgets_what_was_loaded_together(
     assert loaders.enterprise_by_uscc.peek(KNOWN[1])["_id"] == KNOWN[1]
     loaders.enterprise_by_uscc.clear_all()
     assert loaders.enterprise_by_uscc.peek(KNOWN[1]) is MISSING
+
+
+def _long_form(significand: int) -> Decimal128:
+    """A Decimal128 in the form whose combination bits are 11 (a significand of more
+    than 34 digits, which reads as zero)."""
+    high = (3 << 61) | (6176 << 47) | ((significand >> 64) & ((1 << 47) - 1))
+    return Decimal128.from_bid(struct.pack("<QQ", significand & (2**64 - 1), high))
+
+
+@examples(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+            lambda value: -6143 <= value.adjusted() <= 6144 and len(value.as_tuple().digits) <= 34
+        ),
+        st.sampled_from(
+            ["NaN", "-NaN", "sNaN", "Infinity", "-Infinity", "0", "-0", "0E-6176", "1E+6111"]
+        ).map(Decimal),
+        st.integers(min_value=0, max_value=2**113 - 1).map(_long_form),
+    )
+)
+def test_an_amount_is_read_exactly_as_bson_reads_it(value: Decimal | Decimal128) -> None:
+    stored = value if isinstance(value, Decimal128) else Decimal128(value)
+    ours, bsons = exact_decimal(stored), stored.to_decimal()
+    assert str(ours) == str(bsons)
+    assert ours.as_tuple() == bsons.as_tuple() or (ours.is_nan() and bsons.is_nan())
+
+
+def test_an_amount_that_is_no_decimal128_is_read_as_a_decimal() -> None:
+    assert exact_decimal(12) == Decimal(12)
+    assert str(exact_decimal("12.50")) == "12.50"
