@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from graphql import OperationType
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.admission import error_body, send_error
@@ -242,7 +242,7 @@ class GraphQLView:
         viewer: Viewer,
         operation: Operation,
         media_type: str,
-    ) -> Response:
+    ) -> _Answer:
         settings = runtime.settings
         state = request.scope.get("state", {})
         request_id: str = state.get("request_id", "-")
@@ -316,12 +316,7 @@ class GraphQLView:
                 if shareable
                 else "private, no-store"
             )
-        return Response(
-            orjson.dumps(body),
-            status_code=status,
-            headers=headers,
-            media_type=_content_type(media_type),
-        )
+        return _Answer(orjson.dumps(body), status, headers, _content_type(media_type))
 
 
 async def record_or_withhold(runtime: Runtime, audit: AuditTrail, body: dict[str, Any]) -> None:
@@ -386,10 +381,31 @@ def request_context(
     )
 
 
-def _error_response(status: int, code: str, message: str, media_type: str) -> Response:
-    return Response(
-        error_body(code, message), status_code=status, media_type=_content_type(media_type)
-    )
+class _Answer:
+    """A response of bytes: the two messages Starlette's ``Response`` sends for it (the
+    headers given, then content-length and content-type), without building its header
+    objects on the way."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self, body: bytes, status: int, headers: Mapping[str, str], content_type: str
+    ) -> None:
+        self.body = body
+        self.status = status
+        self.headers = [
+            *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", content_type.encode("latin-1")),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _error_response(status: int, code: str, message: str, media_type: str) -> _Answer:
+    return _Answer(error_body(code, message), status, {}, _content_type(media_type))
 
 
 async def _unauthorized(send: Send, reason: str, content_type: str) -> None:

@@ -89,11 +89,7 @@ class Allowance:
         """``RateLimit-*`` (IETF draft) and, when refused, ``Retry-After``."""
         if self.limit is None:
             return {}
-        headers = {
-            "ratelimit-policy": ", ".join(
-                f"{item.amount};w={item.get_expiry()}" for item in self.policies
-            )
-        }
+        headers = {"ratelimit-policy": _policy(self.policies)}
         if not self.allowed:
             headers["ratelimit-limit"] = str(self.limit.amount)
             headers["ratelimit-remaining"] = str(max(self.remaining, 0))
@@ -164,6 +160,25 @@ class _Group:
 _KNOWN_CLIENTS = 10_000
 #: What counts a group's charges when Redis failed them: (windows, who, cost) -> answer.
 Fallback = Callable[[Sequence[RateLimitItem], tuple[str, str], int], Awaitable[int]]
+
+
+def _policy(windows: Sequence[RateLimitItem]) -> str:
+    """``RateLimit-Policy`` for these windows, written once per list of windows (each
+    kind's and client's, built from the settings)."""
+    known = _POLICIES.get(id(windows))
+    if known is not None and known[0] is windows:
+        return known[1]
+    policy = ", ".join(f"{item.amount};w={item.get_expiry()}" for item in windows)
+    if len(_POLICIES) >= _POLICIES_KEPT:
+        _POLICIES.clear()
+    _POLICIES[id(windows)] = (windows, policy)
+    return policy
+
+
+#: By the id of a list of windows: the list (so a reused id is never taken for it), and
+#: its policy.
+_POLICIES: dict[int, tuple[Sequence[RateLimitItem], str]] = {}
+_POLICIES_KEPT = 256
 
 
 class _Charges:
@@ -441,7 +456,7 @@ class Limits:
         """What the charge came to: allowed, or refused by a window (with its state)."""
         answer = charge.answer
         # Mostly here already: it arrived with the request's first read.
-        refused = answer.result() if answer.done() else await asyncio.shield(answer)
+        refused = answer.result() if answer.done() else await answer
         windows = charge.windows
         if not refused:
             return Allowance(allowed=True, limit=windows[0], policies=windows)

@@ -61,22 +61,25 @@ def json_depth(value: object, limit: int) -> int:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    too_large = RequestRefused(
-        413, "BODY_TOO_LARGE", f"The request body is larger than {limit} bytes, the most allowed."
-    )
     if declared is not None:
         if not declared.isdigit():
             raise RequestRefused(400, "BAD_REQUEST", "Content-Length is not a number.")
         if int(declared) > limit:
-            raise too_large
+            raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> RequestRefused:
+    return RequestRefused(
+        413, "BODY_TOO_LARGE", f"The request body is larger than {limit} bytes, the most allowed."
+    )
 
 
 def _decode_json(raw: bytes | str, what: str) -> Any:
