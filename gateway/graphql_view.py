@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.admission import error_body, send_error
 from gateway.audit import AuditTrail
 from gateway.auth import TokenError
+from gateway.deadlines import Deadlines
 from gateway.ide import dev_tokens, example_uscc, ide_page
 from gateway.metrics import observe_operation, operation_label
 from gateway.persisted import PersistedNotFound
@@ -175,6 +176,7 @@ class GraphQLView:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._deadlines = Deadlines()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -265,20 +267,23 @@ class GraphQLView:
             name = context.report.operation_name or operation.operation_name
             observe_operation(name, outcome, time.perf_counter() - started, errors)
 
+        task: Any = asyncio.current_task()
+        tick = self._deadlines.watch(task, deadline_s + _DEADLINE_GRACE_S)
         try:
-            async with asyncio.timeout(deadline_s + _DEADLINE_GRACE_S):
-                with span("graphql.operation") as current:
-                    body = await self.engine.run(
-                        operation.query,
-                        operation.variables,
-                        operation.operation_name,
-                        context,
-                        allowed,
-                        operation.extensions,
-                    )
-                    if current is not None:
-                        current.set_attributes(_span_attributes(context, body))
-        except TimeoutError:
+            with span("graphql.operation") as current:
+                body = await self.engine.run(
+                    operation.query,
+                    operation.variables,
+                    operation.operation_name,
+                    context,
+                    allowed,
+                    operation.extensions,
+                )
+                if current is not None:
+                    current.set_attributes(_span_attributes(context, body))
+        except asyncio.CancelledError:
+            if not self._deadlines.expired(task):
+                raise
             observed("failed", [{"extensions": {"code": ErrorCode.TIMEOUT.value}}])
             return _error_response(
                 503,
@@ -289,6 +294,8 @@ class GraphQLView:
         except OperationRefused as refused:
             observed("refused", [{"extensions": {"code": refused.code}}])
             return _error_response(refused.status, refused.code, refused.message, media_type)
+        finally:
+            self._deadlines.forget(task, tick)
         if context.report.allowance is not None and context.report.allowance.allowed:
             await runtime.persisted.register(operation)  # validated and paid for
         if audit:

@@ -20,6 +20,7 @@ from gateway.cache import DocumentCache
 from gateway.devkeys import dev_jwks
 from gateway.embedded import free_port
 from gateway.settings import ConfigurationError, Settings
+from resolvers.engine import Engine
 from tests.conftest import CommandRecorder, bearer, graphql, in_production, serving
 from tests.test_archive import ARCHIVE, HANGZHOU, HANGZHOU_ARCHIVE, NAME
 from tests.test_failures import FILES
@@ -234,6 +235,42 @@ async def test_beyond_the_in_flight_cap_is_503_at_once_and_healthz_still_answers
     assert health.status_code == 200
     assert [r.status_code for r in done] == [200, 200]
     assert after.status_code == 200
+
+
+async def test_an_operation_that_outlives_its_deadline_is_cut_off_with_503(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last resort, for work that does not honour the deadline: the request is
+    cancelled within a tenth of a second after deadline + grace, answered 503, and the
+    worker goes on serving."""
+    started = asyncio.Event()
+    run = Engine.run
+
+    async def stuck(self: Engine, query: str | None, *args: Any) -> dict[str, Any]:
+        if query == "{ stuck: __typename }":
+            started.set()
+            await asyncio.Event().wait()  # never set
+        return await run(self, query, *args)
+
+    monkeypatch.setattr(Engine, "run", stuck)
+    async with serving(settings.model_copy(update={"request_deadline_ms": 100})) as client:
+        cut_off = await asyncio.wait_for(
+            client.post("/graphql", json={"query": "{ stuck: __typename }"}), 10
+        )
+        after = await client.post("/graphql", json={"query": "{ __typename }"})
+
+        # Cancelled by anything else (the client went away), it is not a timeout.
+        started.clear()
+        leaving = asyncio.ensure_future(
+            client.post("/graphql", json={"query": "{ stuck: __typename }"})
+        )
+        await started.wait()
+        leaving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+
+    assert only_error(cut_off) == (503, "TIMEOUT", "The request ran out of time; retry shortly.")
+    assert after.json()["data"] == {"__typename": "Query"}
 
 
 # --- A busy or stuck cache is not a dead one --------------------------------------------
