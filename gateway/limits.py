@@ -348,6 +348,8 @@ class Limits:
         self._shared: SlidingWindowCounterRateLimiter | None = None
         self._storage: RedisStorage | None = None
         self._charges: _Charges | None = None
+        #: By the id of a list of windows (this object's own): its allowance.
+        self._allowed: dict[int, Allowance] = {}
         if redis_url is not None:
             storage = self._storage = (
                 # The library keeps a client's windows on one slot (a hash tag).
@@ -459,7 +461,12 @@ class Limits:
         refused = answer.result() if answer.done() else await answer
         windows = charge.windows
         if not refused:
-            return Allowance(allowed=True, limit=windows[0], policies=windows)
+            allowed = self._allowed.get(id(windows))
+            if allowed is None:
+                allowed = self._allowed[id(windows)] = Allowance(
+                    allowed=True, limit=windows[0], policies=windows
+                )
+            return allowed
         item = windows[refused - 1]
         stats: Any = await self._call("get_window_stats", item, *charge.who)
         reset_time, remaining = stats
