@@ -439,20 +439,14 @@ class Limits:
         self, windows: Sequence[RateLimitItem], who: tuple[str, str], units: int
     ) -> int:
         """A charge Redis failed, counted in memory."""
-        for number, item in enumerate(windows, start=1):
-            if not await self._local.hit(item, *who, cost=units):
-                return number
-        return 0
+        return await _first_refusal(self._local.hit, windows, who, units)
 
     async def _in_turn(
         self, windows: Sequence[RateLimitItem], who: tuple[str, str], units: int
     ) -> int:
         """The library's own calls, one window after another (a cluster, or Redis given
         up on); counted in memory when Redis fails."""
-        for number, item in enumerate(windows, start=1):
-            if not await self._call("hit", item, *who, cost=units):
-                return number
-        return 0
+        return await _first_refusal(functools.partial(self._call, "hit"), windows, who, units)
 
     async def allowance(self, charge: Charge) -> Allowance:
         """What the charge came to: allowed, or refused by a window (with its state)."""
@@ -485,3 +479,17 @@ class Limits:
     async def spend(self, viewer: Viewer, client_address: str, cost: int) -> Allowance:
         """Spend ``cost`` in the viewer's windows (``charge``) and wait for the answer."""
         return await self.allowance(self.charge(viewer, client_address, cost))
+
+
+async def _first_refusal(
+    hit: Callable[..., Awaitable[object]],
+    windows: Sequence[RateLimitItem],
+    who: tuple[str, str],
+    units: int,
+) -> int:
+    """``units`` spent with ``hit`` in each window in order: 0 when every window took
+    them, else the number (from 1) of the first that refused (the later ones untouched)."""
+    for number, item in enumerate(windows, start=1):
+        if not await hit(item, *who, cost=units):
+            return number
+    return 0
