@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from gateway.settings import Settings
 
@@ -60,20 +60,31 @@ def json_depth(value: object, limit: int) -> int:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, counted as it arrives; read off ``receive`` as Starlette's
+    ``Request.stream`` reads it, without an asynchronous generator per request."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise RequestRefused(400, "BAD_REQUEST", "Content-Length is not a number.")
         if int(declared) > limit:
             raise _too_large(limit)
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()  # as Request.stream raises it
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk  # the whole body in one message: mostly
+            chunks.append(chunk)
+            return b"".join(chunks)
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _too_large(limit: int) -> RequestRefused:
@@ -83,15 +94,26 @@ def _too_large(limit: int) -> RequestRefused:
 
 
 def _decode_json(raw: bytes | str, what: str) -> Any:
-    if isinstance(raw, bytes):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise RequestRefused(400, "BAD_REQUEST", f"The {what} is not valid UTF-8.") from None
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw)  # which refuses invalid UTF-8 as well
     except orjson.JSONDecodeError:
+        if isinstance(raw, bytes):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestRefused(
+                    400, "BAD_REQUEST", f"The {what} is not valid UTF-8."
+                ) from None
         raise RequestRefused(400, "BAD_REQUEST", f"The {what} is not valid JSON.") from None
+
+
+#: The members of a request, the type each must have when given, and its name in words.
+_MEMBERS = (
+    ("query", str, "a string"),
+    ("variables", dict, "an object"),
+    ("operationName", str, "a string"),
+    ("extensions", dict, "an object"),
+)
 
 
 def _payload(data: object, settings: Settings) -> Operation:
@@ -99,15 +121,16 @@ def _payload(data: object, settings: Settings) -> Operation:
         raise RequestRefused(400, "BAD_REQUEST", "Batched operations are not supported.")
     if not isinstance(data, dict):
         raise RequestRefused(400, "BAD_REQUEST", "The request must be a JSON object.")
-    expected = {"query": str, "variables": dict, "operationName": str, "extensions": dict}
-    for key, kind in expected.items():
+    for key, kind, noun in _MEMBERS:
         value = data.get(key)
         if value is not None and not isinstance(value, kind):
-            noun = "a string" if kind is str else "an object"
             raise RequestRefused(400, "BAD_REQUEST", f"`{key}` must be {noun} or null.")
     limit = settings.limit_variables_depth
     for key in ("variables", "extensions"):
-        depth = json_depth(data.get(key), limit)
+        value = data.get(key)
+        if value is None:
+            continue
+        depth = json_depth(value, limit)
         if depth > limit:
             raise RequestRefused(
                 400,

@@ -33,7 +33,6 @@ from graphql import (
 from graphql.execution import MiddlewareManager
 from graphql.language import FieldNode
 from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule
-from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.utils.await_maybe import await_maybe
 from strawberry.utils.operation import get_first_operation
@@ -53,7 +52,7 @@ from resolvers.limits import (
     public_cached,
 )
 from resolvers.permissions import platform_middleware, public_operation, select_operation
-from resolvers.plan import Plan, compiled_plan
+from resolvers.plan import Plan, compiled_plan, is_awaitable
 
 __all__ = ["Engine", "OperationRefused"]
 
@@ -407,7 +406,7 @@ class Engine:
                 context_value=context,
                 middleware=middleware,
                 executor_class=StrawberryGraphQLCoreExecutionContext,
-                is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+                is_awaitable=is_awaitable,
                 operation_extensions=extensions,
             )
         )

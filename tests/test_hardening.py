@@ -53,15 +53,17 @@ async def test_body_just_under_the_limit_is_served_and_over_it_refused_while_rea
         headers = {"content-type": "application/json"}
         served = await client.post("/graphql", content=under, headers=headers)
 
-        async def stream() -> AsyncIterator[bytes]:
+        async def stream(body: bytes) -> AsyncIterator[bytes]:
             # Chunked, no Content-Length: counted as it arrives.
-            for start in range(0, len(over), 100):
-                yield over[start : start + 100]
+            for start in range(0, len(body), 100):
+                yield body[start : start + 100]
 
+        served_chunked = await client.post("/graphql", content=stream(under), headers=headers)
         declared = await client.post("/graphql", content=over, headers=headers)
-        chunked = await client.post("/graphql", content=stream(), headers=headers)
+        chunked = await client.post("/graphql", content=stream(over), headers=headers)
 
-    assert served.status_code == 200
+    assert served.status_code == served_chunked.status_code == 200
+    assert served.json()["data"] == served_chunked.json()["data"] == {"__typename": "Query"}
     expected = (
         413,
         "BODY_TOO_LARGE",
