@@ -33,6 +33,7 @@ from graphql import (
 from graphql.execution import MiddlewareManager
 from graphql.language import FieldNode
 from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule
+from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.utils.await_maybe import await_maybe
 from strawberry.utils.operation import get_first_operation
@@ -52,7 +53,7 @@ from resolvers.limits import (
     public_cached,
 )
 from resolvers.permissions import platform_middleware, public_operation, select_operation
-from resolvers.plan import Plan, compiled_plan, is_awaitable
+from resolvers.plan import Plan, compiled_plan
 
 __all__ = ["Engine", "OperationRefused"]
 
@@ -406,7 +407,7 @@ class Engine:
                 context_value=context,
                 middleware=middleware,
                 executor_class=StrawberryGraphQLCoreExecutionContext,
-                is_awaitable=is_awaitable,
+                is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
                 operation_extensions=extensions,
             )
         )

@@ -31,9 +31,7 @@ import asyncio
 import enum
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from inspect import CO_ITERABLE_COROUTINE
-from types import CoroutineType, GeneratorType
-from typing import Any, TypeGuard
+from typing import Any
 
 import strawberry
 from graphql import (
@@ -79,6 +77,7 @@ from graphql.execution.values import (
 from graphql.pyutils import Path, Undefined, inspect, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from graphql.utilities import coerce_input_value
+from strawberry.execution import optimized_is_awaitable
 from strawberry.relay import GlobalID
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
 from strawberry.types.arguments import StrawberryArgument, _is_leaf_type, convert_arguments
@@ -97,32 +96,7 @@ from resolvers.permissions import (
 
 __all__ = ["Plan", "compile_plan", "compiled_plan"]
 
-
-#: Whether a value of a type is awaitable, by type, learned as types are met: the
-#: plain ones never are, a coroutine always is. Not kept: generators (an iterable
-#: coroutine is one by its code's flags), types that answer attributes themselves
-#: (``__getattr__``), beyond ``_AWAITABLE_KEPT`` types.
-_AWAITABLE: dict[type, bool] = dict.fromkeys(
-    (type(None), bool, int, float, str, bytes, list, tuple, dict, set, frozenset), False
-)
-_AWAITABLE[CoroutineType] = True
-_AWAITABLE_KEPT = 1024
-
-
-def is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
-    """graphql-core's ``is_awaitable`` (a coroutine, an iterable coroutine, or an
-    object with ``__await__`` that is not a class), its answer kept by type."""
-    kind = type(value)
-    known = _AWAITABLE.get(kind)
-    if known is not None:
-        return known
-    if isinstance(value, GeneratorType):
-        return bool(value.gi_code.co_flags & CO_ITERABLE_COROUTINE)
-    awaitable = not isinstance(value, type) and hasattr(value, "__await__")
-    if len(_AWAITABLE) < _AWAITABLE_KEPT and not hasattr(kind, "__getattr__"):
-        _AWAITABLE[kind] = awaitable
-    return awaitable
-
+is_awaitable = optimized_is_awaitable
 
 #: How a field gets its value: its type's name, an attribute of the object, a method
 #: of the object, its resolver called directly (these three checking the field's

@@ -38,28 +38,9 @@ def selections(
     nodes: Iterable[SelectionSetNode | None], fragments: Mapping[str, FragmentDefinitionNode]
 ) -> Selections:
     """The fields selected in ``nodes`` (fragments merged in), each with the selection
-    sets under it. Read-only: what one selection set selects is found once and kept on
-    that node (graphql-core's nodes take attributes), so it is shared by every request
-    of a cached document and lives no longer than the document does."""
-    sets = [node for node in nodes if node is not None]
-    if len(sets) != 1:
-        return _selections(sets, fragments)
-    only = sets[0]
-    found: Selections | None = only.__dict__.get(_KEPT)
-    if found is None:
-        found = only.__dict__[_KEPT] = _selections(sets, fragments)
-    return found
-
-
-#: The attribute of a selection set node that keeps what it selects.
-_KEPT = "_integrity_gateway_selections"
-
-
-def _selections(
-    sets: Sequence[SelectionSetNode], fragments: Mapping[str, FragmentDefinitionNode]
-) -> Selections:
+    sets under it."""
     found: Selections = {}
-    pending = list(sets)
+    pending = [node for node in nodes if node is not None]
     seen: set[str] = set()
     while pending:
         for child in pending.pop().selections:
