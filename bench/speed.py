@@ -8,8 +8,9 @@ what was warmed stays warm) and the floor
 warms Redis through the gateway, checks that floor and gateway answer byte-identical
 JSON for a sample of requests, then drives each with wrk (bodies drawn at random from
 the seeded USCCs), interleaved F, G, F, G, F, G, and reports medians: requests/s, p50,
-p99, the gateway/floor ratio, MongoDB finds and Redis round trips per gateway request, and
-the gateway's RSS, then samples RSS every 10 s of a 60 s whole-archive soak.
+p99, the gateway/floor ratio, MongoDB finds, Redis commands and round trips (as the
+gateway counts them: a pipeline is one) per gateway request, and the gateway's RSS,
+then samples RSS every 10 s of a 60 s whole-archive soak.
 `archive-cold` flushes Redis before each request (gateway only: the floor has no answer
 without Redis), and so does `search-cold`: six search pages (keyword, a keyword no name
 has, region, page 5 without filters, two combined filters), on the 10,000 enterprises and
@@ -168,16 +169,25 @@ async def post_all(
 
 
 #: The commands the gateway sends itself (MGET for documents, EVALSHA for rate limits;
-#: a warm request writes nothing): each is one round trip. The scripts' own GETs and SETs,
-#: which INFO also counts, run inside Redis.
-ROUND_TRIPS = ("cmdstat_mget", "cmdstat_evalsha", "cmdstat_eval", "cmdstat_ping")
+#: a warm request writes nothing). The scripts' own GETs and SETs, which INFO also
+#: counts, run inside Redis.
+COMMANDS = ("cmdstat_mget", "cmdstat_evalsha", "cmdstat_eval", "cmdstat_ping")
+#: The gateway's count of its Redis round trips for documents (a pipeline is one: an
+#: MGET with the rate-limit charges of its turn).
+CACHE_READS = "integrity_gateway_cache_reads_total"
 
 
-def counters(mongo: MongoClient[Any], redis: Redis) -> tuple[int, int]:
+def counters(mongo: MongoClient[Any], redis: Redis, metrics_url: str) -> tuple[int, int, float]:
+    """MongoDB finds and the gateway's Redis commands so far, as the servers count
+    them, and the gateway's Redis round trips for documents, as it counts them."""
     finds = int(mongo.admin.command("serverStatus")["opcounters"]["query"])
     stats: Any = redis.info("commandstats")
-    trips = sum(int(stats[name]["calls"]) for name in ROUND_TRIPS if name in stats)
-    return finds, trips
+    commands = sum(int(stats[name]["calls"]) for name in COMMANDS if name in stats)
+    exposed = httpx.get(metrics_url).text
+    trips = next(
+        float(line.split()[1]) for line in exposed.splitlines() if line.startswith(CACHE_READS)
+    )
+    return finds, commands, trips
 
 
 COLD_SEARCH = """query($f: EnterpriseFilter, $a: String) {
@@ -378,6 +388,7 @@ def main() -> int:
             ):
                 rss_start = rss_mb(gateway_pid)
                 gateway_url = f"http://127.0.0.1:{gateway_port}/graphql"
+                metrics_url = f"http://127.0.0.1:{gateway_port}/metrics"
                 for scenario in chosen:
                     floor_url = f"http://127.0.0.1:{floor_port}/{scenario.name}"
                     headers = member if scenario.viewer == "member" else {}
@@ -403,11 +414,12 @@ def main() -> int:
                             print(f"floor:   {theirs[start : at + 300].decode(errors='replace')}")
                             return 1
                     # Round trips of one warm request, measured over the sample.
-                    before = counters(mongo_client, redis)
+                    before = counters(mongo_client, redis, metrics_url)
                     asyncio.run(post_all(gateway_url, sample, headers, concurrency=1))
-                    after = counters(mongo_client, redis)
+                    after = counters(mongo_client, redis, metrics_url)
                     finds = (after[0] - before[0]) / len(sample)
-                    trips = (after[1] - before[1]) / len(sample)
+                    commands = (after[1] - before[1]) / len(sample)
+                    trips = (after[2] - before[2]) / len(sample)
                     body_file = data / f"{scenario.name}.jsonl"
                     body_file.write_text(
                         "\n".join(json.dumps(p, ensure_ascii=False) for p in payloads)
@@ -442,6 +454,7 @@ def main() -> int:
                         **summary,
                         "ratio": summary["gateway"]["rps"] / summary["floor"]["rps"],
                         "mongodb_finds_per_request": finds,
+                        "redis_commands_per_request": commands,
                         "redis_round_trips_per_request": trips,
                         "gateway_rss_mb": rss_mb(gateway_pid),
                     }
@@ -452,7 +465,8 @@ def main() -> int:
                         f"(p50 {summary['gateway']['p50']:6.1f} ms, "
                         f"p99 {summary['gateway']['p99']:6.1f} ms)"
                         f"   gateway/floor {row['ratio']:.2f}   finds/req {finds:.2f}   "
-                        f"redis trips/req {trips:.2f}   RSS {row['gateway_rss_mb']:.0f} MB",
+                        f"redis commands/req {commands:.2f} trips/req {trips:.2f}   "
+                        f"RSS {row['gateway_rss_mb']:.0f} MB",
                         flush=True,
                     )
                 if args.soak and "archive-whole" in results["scenarios"]:

@@ -40,6 +40,7 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from gateway.metrics import CACHE_READS
 from gateway.tracing import span
 
 __all__ = ["TOMBSTONE", "AnyRedis", "DocumentCache", "ScriptCall"]
@@ -228,6 +229,7 @@ class DocumentCache:
 
     async def _mget(self, batch: _Batch) -> None:
         keys = list(batch.keys)
+        CACHE_READS.inc()
         try:
             # The span is the first asker's (a batch serves every request of the tick).
             with span("redis MGET", _redis_attributes("MGET", len(keys)), kind=SpanKind.CLIENT):

@@ -41,6 +41,7 @@ from resolvers.errors import ErrorCode
 __all__ = [
     "CACHE_HITS",
     "CACHE_MISSES",
+    "CACHE_READS",
     "LOADER_BATCH",
     "MONGODB_FINDS",
     "REGISTRY",
@@ -204,6 +205,14 @@ _LOOKUPS = Counter(
 )
 CACHE_HITS = _LOOKUPS.labels(result="hit")
 CACHE_MISSES = _LOOKUPS.labels(result="miss")
+#: One a round trip, however many documents, loaders and requests it served.
+CACHE_READS = Counter(
+    "integrity_gateway_cache_reads",
+    "Round trips to Redis that read documents: one MGET per turn of the event loop, "
+    "shared by every loader and request of that turn, carrying its rate-limit charges.",
+    [],
+    registry=REGISTRY,
+).labels()
 SOURCE_ERRORS = Counter(
     "integrity_gateway_source_errors",
     "MongoDB reads that failed (down or out of time), by source.",

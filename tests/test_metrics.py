@@ -66,6 +66,10 @@ async def test_requests_and_cache_lookups_are_counted(
     assert _delta(before, middle, lookups, result="hit") == 0
     assert _delta(middle, after, lookups, result="hit") == 1
     assert _delta(middle, after, lookups, result="miss") == 0
+    # One round trip each: the MGET of the enterprise (and of the rate-limit charge).
+    reads = "integrity_gateway_cache_reads_total"
+    assert _delta(before, middle, reads) == 1
+    assert _delta(middle, after, reads) == 1
 
 
 @pytest.mark.parametrize("networks", [["10.0.0.0/8"], []])
