@@ -9,8 +9,9 @@ warms Redis through the gateway, checks that floor and gateway answer byte-ident
 JSON for a sample of requests, then drives each with wrk (bodies drawn at random from
 the seeded USCCs), interleaved F, G, F, G, F, G, and reports medians: requests/s, p50,
 p99, the gateway/floor ratio, MongoDB finds, Redis commands and round trips (as the
-gateway counts them: a pipeline is one) per gateway request, and the gateway's RSS,
-then samples RSS every 10 s of a 60 s whole-archive soak.
+gateway counts them: a pipeline is one) per gateway request, the MongoDB finds of all
+its wrk runs (warm: none), and the gateway's RSS, then samples RSS every 10 s of a 60 s
+whole-archive soak.
 `archive-cold` flushes Redis before each request (gateway only: the floor has no answer
 without Redis), and so does `search-cold`: six search pages (keyword, a keyword no name
 has, region, page 5 without filters, two combined filters), on the 10,000 enterprises and
@@ -430,6 +431,8 @@ def main() -> int:
                         else ""
                     )
                     runs: dict[str, list[dict[str, float]]] = {"floor": [], "gateway": []}
+                    # The floor never reads MongoDB: every find from here on is the gateway's.
+                    finds_before_load = counters(mongo_client, redis, metrics_url)[0]
                     for _ in range(args.rounds):
                         for target, url, path in (
                             ("floor", f"http://127.0.0.1:{floor_port}", f"/{scenario.name}"),
@@ -442,6 +445,9 @@ def main() -> int:
                             runs[target].append(
                                 run_wrk(url, script, args.duration, args.connections)
                             )
+                    finds_under_load = (
+                        counters(mongo_client, redis, metrics_url)[0] - finds_before_load
+                    )
                     summary = {
                         target: {
                             metric: statistics.median(run[metric] for run in samples)
@@ -454,6 +460,7 @@ def main() -> int:
                         **summary,
                         "ratio": summary["gateway"]["rps"] / summary["floor"]["rps"],
                         "mongodb_finds_per_request": finds,
+                        "mongodb_finds_under_load": finds_under_load,
                         "redis_commands_per_request": commands,
                         "redis_round_trips_per_request": trips,
                         "gateway_rss_mb": rss_mb(gateway_pid),
@@ -464,7 +471,8 @@ def main() -> int:
                         f"gateway {summary['gateway']['rps']:7.0f} req/s "
                         f"(p50 {summary['gateway']['p50']:6.1f} ms, "
                         f"p99 {summary['gateway']['p99']:6.1f} ms)"
-                        f"   gateway/floor {row['ratio']:.2f}   finds/req {finds:.2f}   "
+                        f"   gateway/floor {row['ratio']:.2f}   finds/req {finds:.2f} "
+                        f"(under load: {finds_under_load})   "
                         f"redis commands/req {commands:.2f} trips/req {trips:.2f}   "
                         f"RSS {row['gateway_rss_mb']:.0f} MB",
                         flush=True,
