@@ -28,15 +28,11 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = 500
-        request_id = "-"
 
         async def observe(message: Message) -> None:
-            nonlocal status, request_id
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                for name, value in message.get("headers", []):
-                    if name == b"x-request-id":
-                        request_id = value.decode("latin-1")
             await send(message)
 
         try:
@@ -45,6 +41,8 @@ class AccessLog:
             seconds = time.perf_counter() - started
             observe_request(scope["path"], scope["method"], status, seconds)
             if log.isEnabledFor(logging.INFO):  # the line's fields built only when kept
+                # The id admission (inside) gave the request and its answer's header.
+                request_id = scope.get("state", {}).get("request_id", "-")
                 log.info(
                     "%s %s %d %.1fms",
                     scope["method"],

@@ -21,7 +21,6 @@ import re
 from collections.abc import Iterable, Sequence
 
 import orjson
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.logs import REQUEST_ID
@@ -139,11 +138,14 @@ class Admission:
         state["client_address"] = client_address(scope, self.trusted)
         started = False
 
+        tag = (b"x-request-id", request_id.encode("latin-1"))
+
         async def tagged(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message)["x-request-id"] = request_id
+                # Appended, not set: nothing behind admission names a request id.
+                message["headers"] = [*message.get("headers", ()), tag]
             await send(message)
 
         header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
