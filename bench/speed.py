@@ -173,21 +173,24 @@ async def post_all(
 #: a warm request writes nothing). The scripts' own GETs and SETs, which INFO also
 #: counts, run inside Redis.
 COMMANDS = ("cmdstat_mget", "cmdstat_evalsha", "cmdstat_eval", "cmdstat_ping")
-#: The gateway's count of its Redis round trips for documents (a pipeline is one: an
-#: MGET with the rate-limit charges of its turn).
+#: The gateway's count of its Redis round trips for reads (a pipeline is one: the MGET
+#: of its turn's documents, with its turn's rate-limit charges).
 CACHE_READS = "integrity_gateway_cache_reads_total"
 
 
 def counters(mongo: MongoClient[Any], redis: Redis, metrics_url: str) -> tuple[int, int, float]:
     """MongoDB finds and the gateway's Redis commands so far, as the servers count
-    them, and the gateway's Redis round trips for documents, as it counts them."""
+    them, and the gateway's Redis round trips for reads, as it counts them."""
     finds = int(mongo.admin.command("serverStatus")["opcounters"]["query"])
     stats: Any = redis.info("commandstats")
     commands = sum(int(stats[name]["calls"]) for name in COMMANDS if name in stats)
     exposed = httpx.get(metrics_url).text
     trips = next(
-        float(line.split()[1]) for line in exposed.splitlines() if line.startswith(CACHE_READS)
+        (float(line.split()[1]) for line in exposed.splitlines() if line.startswith(CACHE_READS)),
+        None,
     )
+    if trips is None:
+        raise RuntimeError(f"{metrics_url} does not expose {CACHE_READS}")
     return finds, commands, trips
 
 

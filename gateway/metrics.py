@@ -205,11 +205,12 @@ _LOOKUPS = Counter(
 )
 CACHE_HITS = _LOOKUPS.labels(result="hit")
 CACHE_MISSES = _LOOKUPS.labels(result="miss")
-#: One a round trip, however many documents, loaders and requests it served.
+#: One a round trip, however many documents, charges, loaders and requests it served.
 CACHE_READS = Counter(
     "integrity_gateway_cache_reads",
-    "Round trips to Redis that read documents: one MGET per turn of the event loop, "
-    "shared by every loader and request of that turn, carrying its rate-limit charges.",
+    "Round trips to Redis for reads: one pipeline per turn of the event loop, shared by "
+    "every loader and request of that turn (an MGET of the documents they asked for, and "
+    "their rate-limit charges).",
     [],
     registry=REGISTRY,
 ).labels()

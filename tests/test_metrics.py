@@ -46,6 +46,8 @@ async def test_requests_and_cache_lookups_are_counted(
     middle = await _samples(client)
     warm = await client.post("/graphql", json=query)
     after = await _samples(client)
+    bare = await client.post("/graphql", json={"query": "{ __typename }"})
+    last = await _samples(client)
     assert (
         cold.json()["data"]
         == warm.json()["data"]
@@ -66,10 +68,13 @@ async def test_requests_and_cache_lookups_are_counted(
     assert _delta(before, middle, lookups, result="hit") == 0
     assert _delta(middle, after, lookups, result="hit") == 1
     assert _delta(middle, after, lookups, result="miss") == 0
-    # One round trip each: the MGET of the enterprise (and of the rate-limit charge).
+    # One round trip each: the enterprise's MGET, the request's rate-limit charge with it.
     reads = "integrity_gateway_cache_reads_total"
     assert _delta(before, middle, reads) == 1
     assert _delta(middle, after, reads) == 1
+    # Nothing to read: the charge makes the round trip alone.
+    assert bare.json()["data"] == {"__typename": "Query"}
+    assert _delta(after, last, reads) == 1
 
 
 @pytest.mark.parametrize("networks", [["10.0.0.0/8"], []])
