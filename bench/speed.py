@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 from redis import Redis
 
@@ -178,20 +179,29 @@ COMMANDS = ("cmdstat_mget", "cmdstat_evalsha", "cmdstat_eval", "cmdstat_ping")
 CACHE_READS = "integrity_gateway_cache_reads_total"
 
 
+def mongodb_finds(mongo: MongoClient[Any]) -> int:
+    """The finds MongoDB has answered so far."""
+    return int(mongo.admin.command("serverStatus")["opcounters"]["query"])
+
+
 def counters(mongo: MongoClient[Any], redis: Redis, metrics_url: str) -> tuple[int, int, float]:
     """MongoDB finds and the gateway's Redis commands so far, as the servers count
     them, and the gateway's Redis round trips for reads, as it counts them."""
-    finds = int(mongo.admin.command("serverStatus")["opcounters"]["query"])
     stats: Any = redis.info("commandstats")
     commands = sum(int(stats[name]["calls"]) for name in COMMANDS if name in stats)
-    exposed = httpx.get(metrics_url).text
+    exposed = text_string_to_metric_families(httpx.get(metrics_url).text)
     trips = next(
-        (float(line.split()[1]) for line in exposed.splitlines() if line.startswith(CACHE_READS)),
+        (
+            sample.value
+            for family in exposed
+            for sample in family.samples
+            if sample.name == CACHE_READS
+        ),
         None,
     )
     if trips is None:
         raise RuntimeError(f"{metrics_url} does not expose {CACHE_READS}")
-    return finds, commands, trips
+    return mongodb_finds(mongo), commands, trips
 
 
 COLD_SEARCH = """query($f: EnterpriseFilter, $a: String) {
@@ -435,7 +445,7 @@ def main() -> int:
                     )
                     runs: dict[str, list[dict[str, float]]] = {"floor": [], "gateway": []}
                     # The floor never reads MongoDB: every find from here on is the gateway's.
-                    finds_before_load = counters(mongo_client, redis, metrics_url)[0]
+                    finds_before_load = mongodb_finds(mongo_client)
                     for _ in range(args.rounds):
                         for target, url, path in (
                             ("floor", f"http://127.0.0.1:{floor_port}", f"/{scenario.name}"),
@@ -448,9 +458,7 @@ def main() -> int:
                             runs[target].append(
                                 run_wrk(url, script, args.duration, args.connections)
                             )
-                    finds_under_load = (
-                        counters(mongo_client, redis, metrics_url)[0] - finds_before_load
-                    )
+                    finds_under_load = mongodb_finds(mongo_client) - finds_before_load
                     summary = {
                         target: {
                             metric: statistics.median(run[metric] for run in samples)
