@@ -35,10 +35,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from hiredis import pack_command
 from opentelemetry.trace import SpanKind
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway.metrics import CACHE_READS
 from gateway.tracing import span
@@ -233,13 +234,11 @@ class DocumentCache:
         try:
             # The span is the first asker's (a batch serves every request of the tick).
             with span("redis MGET", _redis_attributes("MGET", len(keys)), kind=SpanKind.CLIENT):
-                if batch.scripts:
-                    values = await self._pipelined(keys, batch.scripts)
-                elif self._cluster:
+                if self._cluster:
                     async with self._turn():
                         values = await self._redis.mget_nonatomic(keys)  # type: ignore[union-attr]
                 else:
-                    values = await self._redis.mget(keys)
+                    values = await self._pipelined(keys, batch.scripts)
         except RedisError as exc:
             self.suspect("MGET", exc)
             values = [None] * len(keys)
@@ -263,17 +262,15 @@ class DocumentCache:
     async def _pipelined(
         self, keys: list[str], scripts: list[tuple[Callable[[], ScriptCall], asyncio.Future[Any]]]
     ) -> list[Any]:
-        """The MGET (when there are keys) and the scripts in one pipeline: the MGET's
+        """The MGET (when there are keys) and the scripts in one round trip: the MGET's
         values; each script's answer, or the error Redis answered it with, set on its
         future. Raises ``RedisError`` when the round trip fails (an MGET that Redis
         refused fails it too)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if keys:
-                pipe.mget(keys)
-            for call, _ in scripts:
-                sha, script_keys, arguments = call()
-                pipe.evalsha(sha, len(script_keys), *script_keys, *arguments)
-            answers = await pipe.execute(raise_on_error=False)
+        commands: list[tuple[Any, ...]] = [("MGET", *keys)] if keys else []
+        for call, _ in scripts:
+            sha, script_keys, arguments = call()
+            commands.append(("EVALSHA", sha, len(script_keys), *script_keys, *arguments))
+        answers = await self._round_trip(commands)
         if keys:
             values, *answers = answers
         for (_, future), answer in zip(scripts, answers, strict=True):
@@ -288,6 +285,34 @@ class DocumentCache:
         if isinstance(values, RedisError):
             raise values
         return values  # type: ignore[no-any-return]
+
+    async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Commands written at once on one of the pool's connections, their answers
+        read in order: each answer, or the ``ResponseError`` Redis answered it with.
+
+        What redis-py's pipeline does for a single server, without its per-command
+        layers (a command stack, response callbacks, arguments encoded one by one in
+        Python, retries): hiredis packs the whole round trip. A failed round trip raises
+        ``RedisError`` and is not retried (the caller suspects Redis and misses); its
+        connection is dropped, so no unread answer is left on a pooled socket."""
+        pool = self._redis.connection_pool  # type: ignore[union-attr]  # one server's
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(
+                b"".join([pack_command(command) for command in commands])
+            )
+            answers: list[Any] = []
+            for _ in commands:
+                try:
+                    answers.append(await connection.read_response())
+                except ResponseError as error:  # this command's answer: the rest follow
+                    answers.append(error)
+            return answers
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
 
     async def set_many(
         self,

@@ -31,7 +31,7 @@ from gateway.deadlines import Deadlines
 from gateway.ide import dev_tokens, example_uscc, ide_page
 from gateway.metrics import observe_operation, operation_label
 from gateway.persisted import PersistedNotFound
-from gateway.requests import Operation, RequestRefused, read_operation
+from gateway.requests import Operation, RequestHeaders, RequestRefused, read_operation
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.tracing import span
@@ -61,17 +61,13 @@ _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 _DEADLINE_GRACE_S = 0.5
 
 
-def _wants_ide(request: Request) -> bool:
+def _wants_ide(request: Request, accept: str | None) -> bool:
     """A browser opening the endpoint: a GET that asks for HTML and carries no operation
     (neither a document nor a persisted query's hash)."""
     if request.method != "GET":
         return False
     params = request.query_params
-    return (
-        "query" not in params
-        and "extensions" not in params
-        and "text/html" in request.headers.get("accept", "")
-    )
+    return "query" not in params and "extensions" not in params and "text/html" in (accept or "")
 
 
 #: GraphQL over HTTP's media type, and the one older clients know.
@@ -191,7 +187,8 @@ class GraphQLView:
                 headers=[("allow", "GET, POST")],
             )
             return
-        if _wants_ide(request):
+        headers = RequestHeaders(scope)
+        if _wants_ide(request, headers.accept):
             if settings.gateway_dev_mode:
                 owned = await example_uscc(request.app)
                 page = ide_page(dev_tokens(settings, owned))
@@ -201,7 +198,7 @@ class GraphQLView:
             else:
                 await send_error(send, 404, "NOT_FOUND", "GraphiQL is served in dev mode only.")
             return
-        media_type = negotiate(request.headers.get("accept"))
+        media_type = negotiate(headers.accept)
         if media_type is None:
             await send_error(
                 send,
@@ -212,8 +209,8 @@ class GraphQLView:
             return
         content_type = _content_type(media_type)
         try:
-            operation = await read_operation(request, settings)
-            viewer = await runtime.authenticator.authenticate(request.headers.get("authorization"))
+            operation = await read_operation(request, settings, headers)
+            viewer = await runtime.authenticator.authenticate(headers.authorization)
             operation = await runtime.persisted.resolve(operation, viewer)
         except RequestRefused as refused:
             await send_error(

@@ -12,10 +12,11 @@ from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Scope
 
 from gateway.settings import Settings
 
-__all__ = ["Operation", "RequestRefused", "json_depth", "read_operation"]
+__all__ = ["Operation", "RequestHeaders", "RequestRefused", "json_depth", "read_operation"]
 
 
 class RequestRefused(Exception):
@@ -26,6 +27,29 @@ class RequestRefused(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class RequestHeaders:
+    """The headers the GraphQL endpoint reads, found in one pass over the request's
+    (Starlette's ``Headers`` searches and decodes the list anew for each name it is
+    asked). The first of a repeated header counts, as Starlette's ``get`` takes it."""
+
+    __slots__ = ("accept", "authorization", "content_length", "content_type")
+
+    def __init__(self, scope: Scope) -> None:
+        found: dict[bytes, str] = {}
+        for name, value in scope["headers"]:
+            if name in _READ and name not in found:
+                found[name] = value.decode("latin-1")
+        get = found.get
+        self.accept = get(b"accept")
+        self.authorization = get(b"authorization")
+        self.content_length = get(b"content-length")
+        self.content_type = get(b"content-type")
+
+
+#: The names ``RequestHeaders`` keeps (ASGI gives header names in lower case).
+_READ = frozenset((b"accept", b"authorization", b"content-length", b"content-type"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +83,10 @@ def json_depth(value: object, limit: int) -> int:
     return deepest
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, declared: str | None) -> bytes:
     """The body, counted as it arrives; read off ``receive`` as Starlette's
-    ``Request.stream`` reads it, without an asynchronous generator per request."""
-    declared = request.headers.get("content-length")
+    ``Request.stream`` reads it, without an asynchronous generator per request.
+    ``declared``: the Content-Length header."""
     if declared is not None:
         if not declared.isdigit():
             raise RequestRefused(400, "BAD_REQUEST", "Content-Length is not a number.")
@@ -116,7 +140,17 @@ _MEMBERS = (
 )
 
 
-def _payload(data: object, settings: Settings) -> Operation:
+def _brackets(raw: bytes | str) -> int:
+    """How many objects and arrays the JSON text opens at most: a bound on how deeply
+    anything in it nests, counted in C (brackets inside strings count too)."""
+    if isinstance(raw, bytes):
+        return raw.count(b"{") + raw.count(b"[")
+    return raw.count("{") + raw.count("[")
+
+
+def _payload(data: object, settings: Settings, nesting: int) -> Operation:
+    """The operation a decoded request carries. ``nesting``: a bound on how deeply its
+    members may nest (``_brackets``), under which their depth need not be walked."""
     if isinstance(data, list):
         raise RequestRefused(400, "BAD_REQUEST", "Batched operations are not supported.")
     if not isinstance(data, dict):
@@ -128,7 +162,7 @@ def _payload(data: object, settings: Settings) -> Operation:
     limit = settings.limit_variables_depth
     for key in ("variables", "extensions"):
         value = data.get(key)
-        if value is None:
+        if value is None or nesting <= limit:
             continue
         depth = json_depth(value, limit)
         if depth > limit:
@@ -145,20 +179,26 @@ def _payload(data: object, settings: Settings) -> Operation:
     )
 
 
-async def read_operation(request: Request, settings: Settings) -> Operation:
+async def read_operation(
+    request: Request, settings: Settings, headers: RequestHeaders
+) -> Operation:
     if request.method == "GET":
         params = request.query_params
         data: dict[str, Any] = {"query": params.get("query")}
         data["operationName"] = params.get("operationName")
+        nesting = 0
         for key in ("variables", "extensions"):
             raw = params.get(key)
             data[key] = _decode_json(raw, f"`{key}` parameter") if raw else None
-        return _payload(data, settings)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if raw:
+                nesting = max(nesting, _brackets(raw))
+        return _payload(data, settings, nesting)
+    media_type = (headers.content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         # Also what keeps cross-site "simple" requests (forms) from running operations.
         raise RequestRefused(
             415, "UNSUPPORTED_MEDIA_TYPE", "Send the operation as application/json."
         )
-    body = await _read_body(request, settings.limit_body_bytes)
-    return _payload(_decode_json(body, "request body"), settings)
+    body = await _read_body(request, settings.limit_body_bytes, headers.content_length)
+    # The request's own object is one of the brackets: its members nest one less.
+    return _payload(_decode_json(body, "request body"), settings, _brackets(body) - 1)

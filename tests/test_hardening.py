@@ -85,6 +85,9 @@ async def test_deep_variables_are_a_400_never_a_500(client: httpx.AsyncClient, m
         )
 
     assert (await send(nested_json(8))).status_code == 200
+    # Brackets inside a string nest nothing (the bracket count only decides whether
+    # the depth is walked at all).
+    assert (await send('{"s": "' + "[{" * 40 + '"}')).status_code == 200
     too_deep = (
         400,
         "VARIABLES_TOO_DEEP",
