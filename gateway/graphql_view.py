@@ -59,6 +59,10 @@ REFUSAL_STATUS = {
 _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 #: The last resort beyond the deadline, should something not honour it.
 _DEADLINE_GRACE_S = 0.5
+#: The operations each method may run (tuples: looked up by identity, not by the
+#: enum's hash, a Python call).
+_GET_RUNS = (OperationType.QUERY,)
+_POST_RUNS = (OperationType.QUERY, OperationType.MUTATION)
 
 
 def _wants_ide(request: Request, accept: str | None) -> bool:
@@ -254,9 +258,7 @@ class GraphQLView:
             client_address=state.get("client_address", "-"),
         )
         audit = context.audit
-        allowed = {OperationType.QUERY}
-        if request.method == "POST":
-            allowed.add(OperationType.MUTATION)
+        allowed = _POST_RUNS if request.method == "POST" else _GET_RUNS
         started = time.perf_counter()
 
         def observed(outcome: str, errors: Any) -> None:

@@ -355,6 +355,11 @@ class Plan:
             if any(isinstance(signature, GraphQLError) for signature in signatures)
             else signatures  # type: ignore[assignment]
         )
+        #: Per signature, how a scalar or a list of scalars coerces without
+        #: graphql-core's general walk (``_Leaves``), else None.
+        self.leaves: list[_Leaves | None] = [
+            _Leaves.of(signature.type) for signature in self.signatures or ()
+        ]
         grouped: dict[str, list[FieldNode]] = {}
         self.collect(operation.selection_set, root, grouped, set())
         self.root = [FieldPlan(self, root, key, group) for key, group in grouped.items()]
@@ -435,11 +440,16 @@ class Plan:
         if signatures is not None:
             sources: dict[str, VariableValueSource] = {}
             coerced: dict[str, Any] = {}
-            for signature in signatures:
+            for signature, leaves in zip(signatures, self.leaves, strict=True):
                 value = raw.get(signature.name, Undefined)
-                if value is Undefined or input_is_nested_too_deeply(value, signature.type):
+                if value is Undefined:
                     break
-                converted = coerce_input_value(value, signature.type)
+                if leaves is not None:
+                    converted = leaves.coerce(value)
+                elif input_is_nested_too_deeply(value, signature.type):
+                    break
+                else:
+                    converted = coerce_input_value(value, signature.type)
                 if converted is Undefined:
                     break
                 sources[signature.name] = VariableValueSource(signature, value)
@@ -453,6 +463,63 @@ class Plan:
 
 #: Variable errors reported before coercion stops (graphql-core's ``max_errors``).
 _MAX_VARIABLE_ERRORS = 50
+
+
+class _Leaves:
+    """How a variable of a scalar or enum type, or of a list of them, coerces:
+    ``coerce_input_value``'s result for a value that coerces (a list given as a list),
+    and Undefined for anything else, which graphql-core then coerces and reports. Such
+    a type nests at most one level, so no nesting check is needed."""
+
+    __slots__ = ("item_non_null", "many", "non_null", "parse")
+
+    def __init__(self, leaf: Any, non_null: bool, many: bool, item_non_null: bool) -> None:
+        self.parse = leaf.parse_value
+        self.non_null = non_null
+        self.many = many
+        self.item_non_null = item_non_null
+
+    @classmethod
+    def of(cls, type_: Any) -> _Leaves | None:
+        non_null = isinstance(type_, GraphQLNonNull)
+        if non_null:
+            type_ = type_.of_type
+        many = isinstance(type_, GraphQLList)
+        item_non_null = False
+        if many:
+            type_ = type_.of_type
+            item_non_null = isinstance(type_, GraphQLNonNull)
+            if item_non_null:
+                type_ = type_.of_type
+        if not is_leaf_type(type_):
+            return None
+        return cls(type_, non_null, many, item_non_null)
+
+    def coerce(self, value: Any) -> Any:
+        if value is None:
+            return Undefined if self.non_null else None
+        if not self.many:
+            return self._one(value)
+        if type(value) is not list:
+            return Undefined  # one value for a list, or an iterable: graphql-core's way
+        items: list[Any] = []
+        for item in value:
+            if item is None:
+                if self.item_non_null:
+                    return Undefined
+                items.append(None)
+                continue
+            parsed = self._one(item)
+            if parsed is Undefined:
+                return Undefined
+            items.append(parsed)
+        return items
+
+    def _one(self, value: Any) -> Any:
+        try:
+            return self.parse(value)
+        except Exception:
+            return Undefined  # graphql-core says why
 
 
 class Run:
