@@ -54,6 +54,10 @@ _MAX_BATCH_KEYS = 2000
 TOMBSTONE = b""
 #: Keys one eviction command carries.
 _EVICT_CHUNK = 500
+#: The most connections the cache keeps for its reads between round trips (they
+#: count against the pool's size): about as many round trips as are in flight at once
+#: under load.
+_KEPT_CONNECTIONS = 4
 #: One Redis server, or a Redis Cluster.
 AnyRedis = Redis | RedisCluster
 
@@ -104,6 +108,13 @@ class DocumentCache:
         self._down_until = 0.0
         self._probing: asyncio.Task[None] | None = None
         self._batch: _Batch | None = None
+        #: Connections of the pool's kept here between round trips (``_round_trip``),
+        #: at most an eighth of the pool (none of a small one), so that writes and
+        #: evictions always find one there.
+        self._kept: list[Any] = []
+        pool = None if self._cluster else getattr(redis, "connection_pool", None)
+        size = getattr(pool, "max_connections", 0)
+        self._kept_most = min(_KEPT_CONNECTIONS, size // 8) if isinstance(size, int) else 0
 
     @classmethod
     def from_url(
@@ -287,32 +298,48 @@ class DocumentCache:
         return values  # type: ignore[no-any-return]
 
     async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Commands written at once on one of the pool's connections, their answers
-        read in order: each answer, or the ``ResponseError`` Redis answered it with.
+        """Commands written at once on one connection, their answers read in order:
+        each answer, or the ``ResponseError`` Redis answered it with.
 
         What redis-py's pipeline does for a single server, without its per-command
         layers (a command stack, response callbacks, arguments encoded one by one in
-        Python, retries): hiredis packs the whole round trip. A failed round trip raises
-        ``RedisError`` and is not retried (the caller suspects Redis and misses); its
-        connection is dropped, so no unread answer is left on a pooled socket."""
+        Python): hiredis packs the whole round trip. The connection is one this cache
+        kept from an earlier round trip, else the pool's (lending one out and taking it
+        back costs about as much as the rest of the round trip: a lock, a readiness
+        check, observability counters). A kept connection that fails with a
+        ``ConnectionError`` (Redis restarted, or closed it) is dropped and the round
+        trip made once more on one the pool checks; any other failure raises
+        ``RedisError`` (the caller suspects Redis and misses). A failed connection is
+        closed, so no unread answer is left on a socket."""
+        packed = b"".join([pack_command(command) for command in commands])
+        kept = self._kept
+        if kept:
+            try:
+                return await self._exchange(kept.pop(), packed, len(commands))
+            except RedisConnectionError:
+                pass
         pool = self._redis.connection_pool  # type: ignore[union-attr]  # one server's
-        connection = await pool.get_connection()
+        return await self._exchange(await pool.get_connection(), packed, len(commands))
+
+    async def _exchange(self, connection: Any, packed: bytes, count: int) -> list[Any]:
+        pool = self._redis.connection_pool  # type: ignore[union-attr]
         try:
-            await connection.send_packed_command(
-                b"".join([pack_command(command) for command in commands])
-            )
+            await connection.send_packed_command(packed)
             answers: list[Any] = []
-            for _ in commands:
+            for _ in range(count):
                 try:
                     answers.append(await connection.read_response())
                 except ResponseError as error:  # this command's answer: the rest follow
                     answers.append(error)
-            return answers
         except BaseException:
             await connection.disconnect(nowait=True)
-            raise
-        finally:
             await pool.release(connection)
+            raise
+        if len(self._kept) < self._kept_most:
+            self._kept.append(connection)
+        else:
+            await pool.release(connection)
+        return answers
 
     async def set_many(
         self,

@@ -55,3 +55,20 @@ async def test_dead_redis_still_serves_from_mongodb(
     assert recorder.finds() == [("registry", "enterprises"), ("registry", "change_records")] * 2
     assert ready.status_code == 200
     assert ready.json()["redis"] == "down: ConnectionError"
+
+
+async def test_connections_redis_closed_are_replaced_without_a_miss(
+    client: httpx.AsyncClient, cold_cache: None, recorder: CommandRecorder, redis: Redis
+) -> None:
+    """Redis closing the gateway's connections (a restart, a proxy, ``CLIENT KILL``)
+    costs no miss: the round trip is made again on a fresh connection."""
+    cold = await graphql(client, ARCHIVE, {"uscc": HANGZHOU})
+    warm = await graphql(client, ARCHIVE, {"uscc": HANGZHOU})
+    killed = await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    recorder.clear()
+    after = await graphql(client, ARCHIVE, {"uscc": HANGZHOU})
+    again = await graphql(client, ARCHIVE, {"uscc": HANGZHOU})
+
+    assert killed >= 1  # the gateway's own, at least the one its reads were kept on
+    assert recorder.commands == []
+    assert after == again == warm == cold == {"data": {"enterprise": HANGZHOU_ARCHIVE}}
