@@ -41,14 +41,17 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLAbstractType,
+    GraphQLBoolean,
     GraphQLEnumType,
     GraphQLError,
     GraphQLField,
+    GraphQLID,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLString,
     InlineFragmentNode,
     ListValueNode,
     ObjectValueNode,
@@ -107,6 +110,9 @@ _TYPENAME, _ATTRIBUTE, _METHOD, _DIRECT, _RESOLVER = range(5)
 _IMMUTABLE = (str, int, float, bool, type(None), enum.Enum)
 #: How a value of a type completes.
 _NON_NULL, _LIST, _LEAF, _OBJECT, _ABSTRACT = range(5)
+#: graphql-core's scalars that serialize a value of this exact class as the value
+#: itself (``serialize_string``, ``serialize_boolean``, ``serialize_id``).
+_SAME = ((GraphQLString, str), (GraphQLBoolean, bool), (GraphQLID, str))
 
 
 class _Unsupported(Exception):
@@ -175,6 +181,7 @@ class FieldPlan:
         "python_name",
         "resolve",
         "rule",
+        "same",
         "selection",
         "source_names",
         "static_arguments",
@@ -209,6 +216,8 @@ class FieldPlan:
         #: Set for a public scalar read off its object (``execute_fields``).
         self.leaf_type: Any = None
         self.leaf: Completion | None = None
+        #: The Python class whose values this leaf's type serializes as they are.
+        self.same: type | None = None
         if name == "__typename":
             self.how = _TYPENAME
             self.has_arguments = False
@@ -279,6 +288,7 @@ class FieldPlan:
             if leaf.kind == _LEAF:
                 self.leaf_type = leaf.type
                 self.leaf = leaf
+                self.same = next((cls for type_, cls in _SAME if leaf.type is type_), None)
 
 
 def _leaf_arguments(
@@ -607,6 +617,9 @@ class Run:
                             result = getattr(source, field.python_name)
                         else:
                             result = field.call(source)  # type: ignore[misc]
+                        if result.__class__ is field.same:
+                            results[field.key] = result
+                            continue
                         leaf: Completion = field.leaf  # type: ignore[assignment]
                         if result.__class__ is leaf.enum_class:
                             results[field.key] = leaf.enum_names[result]

@@ -12,6 +12,7 @@ fails leaves its error in the loader, and the field that needs it raises it at i
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -38,9 +39,32 @@ def selections(
     nodes: Iterable[SelectionSetNode | None], fragments: Mapping[str, FragmentDefinitionNode]
 ) -> Selections:
     """The fields selected in ``nodes`` (fragments merged in), each with the selection
-    sets under it."""
+    sets under it. Not to be changed: the same answer serves every request of a cached
+    document (remembered by the nodes, which are the document's own, kept with it so
+    that ids reused after the document left the parse cache are never taken for them)."""
+    given = tuple(node for node in nodes if node is not None)
+    key = tuple(map(id, given))
+    found = _SELECTIONS.get(key)
+    if found is not None and all(map(operator.is_, found[0], given)):
+        return found[1]
+    selected = _selections(given, fragments)
+    if len(_SELECTIONS) >= _SELECTIONS_KEPT:
+        _SELECTIONS.clear()
+    _SELECTIONS[key] = (given, selected)
+    return selected
+
+
+#: ``selections`` by the ids of the nodes: the nodes, and what they select.
+_SELECTIONS: dict[tuple[int, ...], tuple[tuple[SelectionSetNode, ...], Selections]] = {}
+#: Enough for the selections of every document the parse cache holds.
+_SELECTIONS_KEPT = 4096
+
+
+def _selections(
+    nodes: tuple[SelectionSetNode, ...], fragments: Mapping[str, FragmentDefinitionNode]
+) -> Selections:
     found: Selections = {}
-    pending = [node for node in nodes if node is not None]
+    pending = list(nodes)
     seen: set[str] = set()
     while pending:
         for child in pending.pop().selections:
