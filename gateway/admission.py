@@ -9,6 +9,8 @@
   naming the request id, with one log line (and the traceback); never internals.
 - The client's address: the peer, or, when the peer is a trusted proxy, the nearest
   untrusted hop of ``X-Forwarded-For``.
+- When the request is over, its access-log line and metrics (gateway/accesslog.py),
+  from the same wrapper of ``send`` that tags the answer.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import logging
 import os
 import random
 import re
+import time
 from collections.abc import Iterable, Sequence
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.accesslog import log_request
 from gateway.logs import REQUEST_ID
 
 __all__ = ["Admission", "error_body", "send_error"]
@@ -131,57 +135,63 @@ class Admission:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        began = time.perf_counter()
         request_id = _request_id(scope)
         REQUEST_ID.set(request_id)  # every log line of this request's task carries it
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["client_address"] = client_address(scope, self.trusted)
-        started = False
+        status = 0  # none yet: the answer has not begun
 
         tag = (b"x-request-id", request_id.encode("latin-1"))
 
         async def tagged(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = message["status"]
                 # Appended, not set: nothing behind admission names a request id.
                 message["headers"] = [*message.get("headers", ()), tag]
             await send(message)
 
-        header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
-        if header_bytes > self.max_header_bytes:
-            await send_error(
-                tagged,
-                431,
-                "HEADERS_TOO_LARGE",
-                f"The request headers take {header_bytes} bytes; at most "
-                f"{self.max_header_bytes} allowed.",
-            )
-            return
-        admitted = scope["path"] in _ADMITTED
-        if admitted and self.in_flight >= self.max_in_flight:
-            await send_error(
-                tagged,
-                503,
-                "OVERLOADED",
-                f"This worker is answering {self.in_flight} requests, its most; retry shortly.",
-                headers=[("retry-after", "1")],
-            )
-            return
-        if admitted:
-            self.in_flight += 1
+        admitted = False
         try:
-            await self.app(scope, receive, tagged)
-        except Exception:
-            log.exception("unhandled error (request %s)", request_id)
-            if not started:
+            header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if header_bytes > self.max_header_bytes:
                 await send_error(
                     tagged,
-                    500,
-                    "INTERNAL_SERVER_ERROR",
-                    f"Internal error; it has been logged with request id {request_id}.",
-                    requestId=request_id,
+                    431,
+                    "HEADERS_TOO_LARGE",
+                    f"The request headers take {header_bytes} bytes; at most "
+                    f"{self.max_header_bytes} allowed.",
                 )
+                return
+            if scope["path"] in _ADMITTED:
+                if self.in_flight >= self.max_in_flight:
+                    await send_error(
+                        tagged,
+                        503,
+                        "OVERLOADED",
+                        f"This worker is answering {self.in_flight} requests, its most; "
+                        "retry shortly.",
+                        headers=[("retry-after", "1")],
+                    )
+                    return
+                admitted = True
+                self.in_flight += 1
+            try:
+                await self.app(scope, receive, tagged)
+            except Exception:
+                log.exception("unhandled error (request %s)", request_id)
+                if not status:
+                    await send_error(
+                        tagged,
+                        500,
+                        "INTERNAL_SERVER_ERROR",
+                        f"Internal error; it has been logged with request id {request_id}.",
+                        requestId=request_id,
+                    )
         finally:
             if admitted:
                 self.in_flight -= 1
+            # The access log and its metrics; a request that never answered counts as 500.
+            log_request(scope, status or 500, time.perf_counter() - began, request_id)

@@ -19,12 +19,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.accesslog import AccessLog
 from gateway.admission import Admission
 from gateway.graphql_view import GraphQLView
-from gateway.http import healthz, readyz
+from gateway.http import MetricsEndpoint, healthz, readyz
 from gateway.ide import ASSET_PATH, ASSETS, dev_tokens, sample_usccs_or_none
-from gateway.metrics import MetricsEndpoint
 from gateway.pii import Keyring
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import ConfigurationError, Settings
@@ -148,8 +146,8 @@ class _Dispatch:
 
 
 class Gateway(Starlette):
-    """A Starlette app whose own middleware (``front``: tracing, the access log,
-    admission, CORS) is outermost, and whose GraphQL endpoint over HTTP takes no
+    """A Starlette app whose own middleware (``front``: tracing, admission with the
+    access log, CORS) is outermost, and whose GraphQL endpoint over HTTP takes no
     route of the router: it is the one path almost every request takes, and
     Starlette's error and exception layers and its route matching cost a badge 9 % of
     its instructions (bench/instructions.py). Admission answers an exception nobody
@@ -265,7 +263,6 @@ def create_app(
         routes.append(Mount(ASSET_PATH, app=StaticFiles(directory=ASSETS)))
     middleware = [
         Middleware(Tracing),  # a no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
-        Middleware(AccessLog),
         Middleware(
             Admission,
             max_in_flight=settings.max_in_flight,

@@ -1,16 +1,22 @@
-"""HTTP surface besides GraphQL (gateway/graphql_view.py): the health endpoints."""
+"""HTTP surface besides GraphQL (gateway/graphql_view.py): the health endpoints and the
+metrics' exposition."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.admission import error_body, in_networks, networks
+from gateway.metrics import REGISTRY
 from gateway.runtime import Runtime
 
-__all__ = ["healthz", "readyz"]
+__all__ = ["MetricsEndpoint", "healthz", "readyz"]
 
 
 def _runtime(request: Request) -> Runtime:
@@ -47,3 +53,21 @@ async def readyz(request: Request) -> Response:
         "redis": "ok" if redis_error is None else f"down: {redis_error}",
     }
     return Utf8JSONResponse(body, status_code=200 if ready else 503)
+
+
+class MetricsEndpoint:
+    """``GET /metrics``: the text exposition format, or 404 to any other network."""
+
+    def __init__(self, allowed_networks: Sequence[str]) -> None:
+        self.allowed = networks(allowed_networks)
+
+    async def respond(self, request: Request) -> Response:
+        # The address admission worked out (X-Forwarded-For from trusted proxies only).
+        address = request.scope.get("state", {}).get("client_address", "-")
+        if not in_networks(address, self.allowed):
+            return Response(
+                error_body("NOT_FOUND", "Not Found"),
+                status_code=404,
+                media_type="application/json",
+            )
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

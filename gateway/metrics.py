@@ -1,4 +1,4 @@
-"""Prometheus metrics, served at ``/metrics`` to the networks in METRICS_ALLOWED_NETWORKS.
+"""Prometheus metrics, served at ``/metrics`` (gateway/http.py) to METRICS_ALLOWED_NETWORKS.
 
 Per process (one uvicorn worker each): requests by route, method and status and their
 time; GraphQL operations by name and outcome and their time; errors in answers by code
@@ -27,15 +27,11 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
-from prometheus_client.exposition import generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
-from starlette.requests import Request
-from starlette.responses import Response
 
-from gateway.admission import error_body, in_networks, networks
 from resolvers.errors import ErrorCode
 
 __all__ = [
@@ -46,7 +42,6 @@ __all__ = [
     "MONGODB_FINDS",
     "REGISTRY",
     "SOURCE_ERRORS",
-    "MetricsEndpoint",
     "observe_operation",
     "observe_request",
     "route_label",
@@ -305,19 +300,3 @@ def observe_request(path: str, method: str, status: int, seconds: float) -> None
     route = route_label(path)
     _REQUESTS.labels(route, method if method in _METHODS else "other", str(status)).inc()
     _SECONDS.labels(route).observe(seconds)
-
-
-class MetricsEndpoint:
-    """``GET /metrics``: the text exposition format, or 404 to any other network."""
-
-    def __init__(self, allowed_networks: Sequence[str]) -> None:
-        self.allowed = networks(allowed_networks)
-
-    async def respond(self, request: Request) -> Response:
-        # The address admission worked out (X-Forwarded-For from trusted proxies only).
-        address = request.scope.get("state", {}).get("client_address", "-")
-        if not in_networks(address, self.allowed):
-            return Response(
-                error_body("NOT_FOUND", "Not Found"), status_code=404, media_type="application/json"
-            )
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -135,10 +135,12 @@ async def _badges(info: Info, usccs: list[str]) -> list[Any]:
             items[index] = enterprise  # None (no such enterprise), or its error
             continue
         documents = (authentications.get(uscc), levels.get(uscc), statuses.get(uscc))
-        failed = next((doc for doc in documents if isinstance(doc, BaseException)), None)
-        items[index] = (
-            failed if failed is not None else IntegrityBadge.from_documents(enterprise, *documents)
-        )
+        for document in documents:
+            if isinstance(document, BaseException):
+                items[index] = document  # the error of a source that failed
+                break
+        else:
+            items[index] = IntegrityBadge.from_documents(enterprise, *documents)
     return items
 
 
