@@ -129,9 +129,10 @@ class Completion:
         self.of: Completion | None = None
         #: A Strawberry enum's Python class and each member's GraphQL name: what
         #: ``coerce_output_value`` answers for a member (the first name whose value is
-        #: the member's), looked up instead of searched for.
+        #: the member's), looked up instead of searched for; by the member's ``id``
+        #: (members live as long as their class), as an Enum hashes in Python.
         self.enum_class: type | None = None
-        self.enum_names: dict[Any, str] = {}
+        self.enum_names: dict[int, str] = {}
         wrapped: Any = getattr(type_, "wrapped_cls", None)
         if isinstance(type_, GraphQLEnumType) and isinstance(wrapped, enum.EnumMeta):
             self.enum_class = wrapped
@@ -139,7 +140,7 @@ class Completion:
             for member in wrapped:
                 for name, value in type_.values.items():
                     if member.value == value.value:
-                        self.enum_names[member] = name
+                        self.enum_names[id(member)] = name
                         break
             if len(self.enum_names) != len(wrapped):
                 self.enum_class = None  # a member without a name: the type's own way
@@ -622,7 +623,7 @@ class Run:
                             continue
                         leaf: Completion = field.leaf  # type: ignore[assignment]
                         if result.__class__ is leaf.enum_class:
-                            results[field.key] = leaf.enum_names[result]
+                            results[field.key] = leaf.enum_names[id(result)]
                             continue
                         if (
                             result is not None
@@ -852,7 +853,7 @@ class Run:
             return None
         if kind == _LEAF:
             if result.__class__ is completion.enum_class:
-                return completion.enum_names[result]
+                return completion.enum_names[id(result)]
             type_: Any = completion.type
             coerced = type_.coerce_output_value(result)
             if coerced is Undefined or coerced is None:
