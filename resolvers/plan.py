@@ -841,32 +841,34 @@ class Run:
     ) -> Any:
         if isinstance(result, Exception):
             raise result
+        non_null = completion.kind == _NON_NULL
+        if non_null:  # its type's completion, in this same call
+            completion = completion.of  # type: ignore[assignment]
         kind = completion.kind
-        if kind == _NON_NULL:
-            completed = self.complete(field, completion.of, path, result, info)  # type: ignore[arg-type]
-            if completed is None:
-                raise TypeError(
-                    f"Cannot return null for non-nullable field {field.parent_type}.{field.name}."
-                )
-            return completed
         if result is None or result is Undefined:
-            return None
-        if kind == _LEAF:
+            completed = None
+        elif kind == _LEAF:
             if result.__class__ is completion.enum_class:
                 return completion.enum_names[id(result)]
             type_: Any = completion.type
-            coerced = type_.coerce_output_value(result)
-            if coerced is Undefined or coerced is None:
+            completed = type_.coerce_output_value(result)
+            if completed is Undefined or completed is None:
                 raise TypeError(
                     f"Expected `{inspect(type_)}.coerce_output_value({inspect(result)})`"
-                    f" to return non-nullable value, returned: {inspect(coerced)}"
+                    f" to return non-nullable value, returned: {inspect(completed)}"
                 )
-            return coerced
-        if kind == _OBJECT:
-            return self.complete_object(field, completion.type, path, result, info)  # type: ignore[arg-type]
-        if kind == _LIST:
-            return self.complete_list(field, completion, path, result, info)
-        return self.complete_abstract(field, completion.type, path, result, info)  # type: ignore[arg-type]
+            return completed
+        elif kind == _OBJECT:
+            completed = self.complete_object(field, completion.type, path, result, info)  # type: ignore[arg-type]
+        elif kind == _LIST:
+            completed = self.complete_list(field, completion, path, result, info)
+        else:
+            completed = self.complete_abstract(field, completion.type, path, result, info)  # type: ignore[arg-type]
+        if completed is None and non_null:
+            raise TypeError(
+                f"Cannot return null for non-nullable field {field.parent_type}.{field.name}."
+            )
+        return completed
 
     def complete_list(
         self, field: FieldPlan, completion: Completion, path: Path, result: Any, info: Any
