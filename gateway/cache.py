@@ -39,7 +39,7 @@ from hiredis import pack_command
 from opentelemetry.trace import SpanKind
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import DataError, RedisError, ResponseError
 
 from gateway.metrics import CACHE_READS
 from gateway.tracing import span
@@ -311,7 +311,10 @@ class DocumentCache:
         trip made once more on one the pool checks; any other failure raises
         ``RedisError`` (the caller suspects Redis and misses). A failed connection is
         closed, so no unread answer is left on a socket."""
-        packed = b"".join([pack_command(command) for command in commands])
+        try:
+            packed = b"".join([pack_command(command) for command in commands])
+        except TypeError as exc:  # an argument hiredis cannot send, as redis-py says it
+            raise DataError(str(exc)) from exc
         kept = self._kept
         if kept:
             try:
