@@ -251,7 +251,7 @@ class Denied(GraphQLError):
 #: Located denials by (field nodes, rule, decision): the nodes, and what each copy
 #: of the located error is given (GraphQLError's attributes, its formatted locations).
 _DENIALS: dict[
-    tuple[tuple[int, ...], Rule, str],
+    tuple[tuple[int, ...], Rule, int],
     tuple[tuple[FieldNode, ...], list[tuple[str, Any]]],
 ] = {}
 #: Enough for every denied field of the documents the parse cache holds.
@@ -274,7 +274,9 @@ def _denial(
     then keeps as is. (The nodes are kept with their error, so ids reused by other
     nodes after their document left the cache are never taken for them.)
     """
-    key = (tuple(map(id, field_nodes)), rule, decision.value)  # a str hashes in C
+    # The decision by its id (members live as long as their class): an Enum hashes,
+    # and gives its ``value``, in Python.
+    key = (tuple(map(id, field_nodes)), rule, id(decision))
     found = _DENIALS.get(key)
     if found is not None and all(map(operator.is_, found[0], field_nodes)):
         attributes = found[1]
