@@ -7,7 +7,11 @@ hundred times over. A plan does the document-dependent part once per document (c
 with the parsed document): for each selection and runtime type, the fields to run,
 their definitions, how each resolves and how its value completes. Per request it
 coerces the variables, computes each field's arguments once, and then only resolves
-and completes values. A field that reads an attribute, or calls a method of its object
+and completes values. Each selection on each object type is written out as a Python
+function of its own (``_executor``, compiled once per document): a field's reads, its
+rule's check and the completion of an ordinary value are lines of that function, and a
+value of the field's own object type (or a list of them) goes straight to the function
+of the field's selection; anything else takes ``Run``'s general path. A field that reads an attribute, or calls a method of its object
 that takes no argument, is read or called directly, its visibility rule checked as
 VisibilityExtension would check it; a field with a resolver of its own is called as
 Strawberry would call it (its arguments converted once, its rule checked, ``self``,
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import keyword
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -175,6 +180,8 @@ class FieldPlan:
         "leaf",
         "leaf_arguments",
         "leaf_type",
+        "listed",
+        "many",
         "name",
         "nodes",
         "parent_type",
@@ -187,6 +194,7 @@ class FieldPlan:
         "source_names",
         "static_arguments",
         "strawberry_field",
+        "target",
         "variable_free",
     )
 
@@ -219,6 +227,14 @@ class FieldPlan:
         self.leaf: Completion | None = None
         #: The Python class whose values this leaf's type serializes as they are.
         self.same: type | None = None
+        #: For a field of an object type, or of a list of one: the type's Python class,
+        #: its ``is_type_of`` (None, or Strawberry's, which ignores its info) and the
+        #: selection's executor on it (``_executor``), so that a value of that class
+        #: goes straight to it; whether a list, and the list's completion. Set when the
+        #: executor of the field's own selection is written.
+        self.target: tuple[type, Any, Callable[..., Any]] | None = None
+        self.many = False
+        self.listed: Completion | None = None
         if name == "__typename":
             self.how = _TYPENAME
             self.has_arguments = False
@@ -321,12 +337,21 @@ class Selection:
     """The selection of a group of field nodes, by runtime object type (built on
     first use: a field of an abstract type learns its runtime types as it runs)."""
 
-    __slots__ = ("by_type", "nodes", "plan")
+    __slots__ = ("by_type", "executors", "nodes", "plan")
 
     def __init__(self, plan: Plan, nodes: list[FieldNode]) -> None:
         self.plan = plan
         self.nodes = nodes
         self.by_type: dict[str, list[FieldPlan]] = {}
+        self.executors: dict[str, Callable[[Run, Any, Path | None], Any]] = {}
+
+    def executor(self, runtime_type: GraphQLObjectType) -> Callable[[Run, Any, Path | None], Any]:
+        """The selection's fields on the type, run (``_executor``)."""
+        found = self.executors.get(runtime_type.name)
+        if found is None:
+            found = _executor(self.fields(runtime_type), runtime_type)
+            self.executors[runtime_type.name] = found
+        return found
 
     def fields(self, runtime_type: GraphQLObjectType) -> list[FieldPlan]:
         found = self.by_type.get(runtime_type.name)
@@ -392,6 +417,7 @@ class Plan:
             assert isinstance(completion.type, GraphQLAbstractType)
             for possible in schema.get_possible_types(completion.type):
                 pending.extend(field.selection.fields(possible))
+        self.execute_root = _executor(self.root, root)
 
     def collect(
         self,
@@ -435,7 +461,7 @@ class Plan:
             return ExecutionResult(None, coerced)
         run = Run(self, coerced, context, extensions or {})
         try:
-            data = run.execute_fields(self.root, self.root_type, None, None)
+            data = self.execute_root(run, None, None)
             if is_awaitable(data):
                 data = await data
         except GraphQLError as error:
@@ -597,61 +623,28 @@ class Run:
 
     # fields -------------------------------------------------------------------------
 
-    def execute_fields(
-        self,
-        fields: list[FieldPlan],
-        parent_type: GraphQLObjectType,
-        source: Any,
-        path: Path | None,
-    ) -> Any:
-        results: dict[str, Any] = {}
-        pending: list[str] = []
-        type_name = parent_type.name
+    def _leaf(self, field: FieldPlan, path: Path | None, type_name: str, result: Any) -> Any:
+        """A scalar read off its object (``_executor``), when it is not already of the
+        class its type serializes as is: an enum member's name, an ordinary value
+        coerced, anything else (an error, null, an awaitable) the long way."""
         try:
-            for field in fields:
-                leaf_type = field.leaf_type
-                if leaf_type is not None and (field.rule is None or self.opens(field.rule)):
-                    # In line, for an ordinary value (no path built, no call made):
-                    # anything else (an error, null, an awaitable) goes the long way.
-                    try:
-                        if field.how == _ATTRIBUTE:
-                            result = getattr(source, field.python_name)
-                        else:
-                            result = field.call(source)  # type: ignore[misc]
-                        if result.__class__ is field.same:
-                            results[field.key] = result
-                            continue
-                        leaf: Completion = field.leaf  # type: ignore[assignment]
-                        if result.__class__ is leaf.enum_class:
-                            results[field.key] = leaf.enum_names[id(result)]
-                            continue
-                        if (
-                            result is not None
-                            and result is not Undefined
-                            and not isinstance(result, Exception)
-                            and not is_awaitable(result)
-                        ):
-                            coerced = leaf_type.coerce_output_value(result)
-                            if coerced is not None and coerced is not Undefined:
-                                results[field.key] = coerced
-                                continue
-                    except Exception as raw:
-                        at = Path(path, field.key, type_name)
-                        self.field_error(raw, field.completion, field.nodes, at)  # type: ignore[arg-type]
-                        results[field.key] = None
-                        continue
-                    value = self._completed(field, Path(path, field.key, type_name), result)
-                else:
-                    value = self.execute_field(field, source, Path(path, field.key, type_name))
-                results[field.key] = value
-                if is_awaitable(value):
-                    pending.append(field.key)
-        except Exception:
-            _settle([results[key] for key in pending])
-            raise
-        if not pending:
-            return results
-        return _await_pending(results, pending)
+            leaf: Completion = field.leaf  # type: ignore[assignment]
+            if result.__class__ is leaf.enum_class:
+                return leaf.enum_names[id(result)]
+            if (
+                result is not None
+                and result is not Undefined
+                and not isinstance(result, Exception)
+                and not is_awaitable(result)
+            ):
+                coerced = field.leaf_type.coerce_output_value(result)
+                if coerced is not None and coerced is not Undefined:
+                    return coerced
+        except Exception as raw:
+            at = Path(path, field.key, type_name)
+            self.field_error(raw, field.completion, field.nodes, at)  # type: ignore[arg-type]
+            return None
+        return self._completed(field, Path(path, field.key, type_name), result)
 
     def _info(self, field: FieldPlan, path: Path) -> Any:
         plan = self.plan
@@ -839,6 +832,15 @@ class Run:
     def complete(
         self, field: FieldPlan, completion: Completion, path: Path, result: Any, info: Any
     ) -> Any:
+        target = field.target
+        if target is not None and completion is field.completion:
+            # A field's own value of its object type (or a list): straight to the
+            # selection's executor.
+            if field.many:
+                if result.__class__ is list:
+                    return self.complete_list(field, field.listed, path, result, info, target)  # type: ignore[arg-type]
+            elif result.__class__ is target[0] and (target[1] is None or target[1](result, None)):
+                return target[2](self, result, path)
         if isinstance(result, Exception):
             raise result
         non_null = completion.kind == _NON_NULL
@@ -871,8 +873,16 @@ class Run:
         return completed
 
     def complete_list(
-        self, field: FieldPlan, completion: Completion, path: Path, result: Any, info: Any
+        self,
+        field: FieldPlan,
+        completion: Completion,
+        path: Path,
+        result: Any,
+        info: Any,
+        target: tuple[type, Any, Callable[..., Any]] | None = None,
     ) -> Any:
+        """``target``: the items' object type's Python class, its ``is_type_of`` (or
+        None) and the field's executor on it (``_executor``), for items run directly."""
         if type(result) is not list and not is_iterable(result):  # a list, mostly
             raise GraphQLError(
                 "Expected Iterable, but did not find one for field"
@@ -884,6 +894,22 @@ class Run:
         try:
             for index, item in enumerate(result):
                 item_path = Path(path, index, None)
+                if (
+                    target is not None
+                    and item.__class__ is target[0]
+                    and (target[1] is None or target[1](item, None))
+                ):
+                    try:
+                        value = target[2](self, item, item_path)
+                    except Exception as raw:
+                        self.field_error(raw, item_completion, field.nodes, item_path)
+                        value = None
+                    else:
+                        if value.__class__ is not dict:
+                            value = self._await_completed(field, item_completion, item_path, value)
+                            pending.append(index)
+                    completed.append(value)
+                    continue
                 if is_awaitable(item):
                     completed.append(
                         self._complete_awaitable(field, item_completion, item_path, item, info)
@@ -923,7 +949,7 @@ class Run:
                 return self._complete_object_async(field, type_, path, result, matches)
             if not matches:
                 raise _not_of_type(field, type_, result)
-        return self.execute_fields(field.selection.fields(type_), type_, result, path)
+        return field.selection.executor(type_)(self, result, path)
 
     async def _complete_object_async(
         self,
@@ -935,7 +961,7 @@ class Run:
     ) -> Any:
         if not await matches:
             raise _not_of_type(field, type_, result)
-        value = self.execute_fields(field.selection.fields(type_), type_, result, path)
+        value = field.selection.executor(type_)(self, result, path)
         return await value if is_awaitable(value) else value
 
     def complete_abstract(
@@ -1132,3 +1158,189 @@ def compiled_plan(
     """The plan of a short document ``measure`` accepted, cached by its text (as the
     parse is: a document's own hash walks its whole tree)."""
     return compile_plan(schema, cached_document(query, max_tokens), operation_name)
+
+
+# generated field runs --------------------------------------------------------------
+
+
+def _executor(
+    fields: list[FieldPlan], runtime_type: GraphQLObjectType
+) -> Callable[[Run, Any, Path | None], Any]:
+    """``Run.execute_fields`` for one selection on one object type, written out as a
+    Python function: a line or two per field where the loop would look up, per value,
+    how the field resolves, whether its rule lets it through and how its value
+    completes. An attribute or method read whose value is of the field's object type
+    (or a list of them) goes straight to that selection's own function; anything
+    unusual (an error, null, an awaitable, another class) takes ``Run``'s general path,
+    which stays the reference."""
+    namespace: dict[str, Any] = {
+        "Path": Path,
+        "is_awaitable": is_awaitable,
+        "_settle": _settle,
+        "_await_pending": _await_pending,
+    }
+    type_name = runtime_type.name
+    lines = [
+        "def execute(run, source, path):",
+        "    results = {}",
+        "    pending = []",
+        "    opens = run.opens",
+        "    try:",
+    ]
+    for index, field in enumerate(fields):
+        key = repr(field.key)
+        at = f"Path(path, {key}, {type_name!r})"
+        name = f"F{index}"
+        namespace[name] = field
+        body: list[str] = []
+        if field.how == _TYPENAME:
+            lines.append(f"        results[{key}] = {type_name!r}")
+            continue
+        generic = [
+            f"value = run.execute_field({name}, source, {at})",
+            f"results[{key}] = value",
+            f"if is_awaitable(value): pending.append({key})",
+        ]
+        _target(field)
+        read = _read(field, index, namespace)
+        target = field.target if read is not None else None
+        if read is not None and field.leaf_type is not None:
+            # Values of the class the type serializes as they are, and enum members,
+            # in line; anything else through ``Run._leaf``.
+            shortcuts: list[tuple[str, str]] = []
+            if field.same is not None:
+                namespace[f"S{index}"] = field.same
+                shortcuts.append((f"result.__class__ is S{index}", "result"))
+            leaf: Completion = field.leaf  # type: ignore[assignment]
+            if leaf.enum_class is not None:
+                namespace[f"E{index}"] = leaf.enum_class
+                namespace[f"N{index}"] = leaf.enum_names
+                shortcuts.append((f"result.__class__ is E{index}", f"N{index}[id(result)]"))
+            slow = [
+                f"value = run._leaf({name}, path, {type_name!r}, result)",
+                f"results[{key}] = value",
+                f"if is_awaitable(value): pending.append({key})",
+            ]
+            branches: list[str] = []
+            for number, (condition, value) in enumerate(shortcuts):
+                branches += [
+                    f"{'elif' if number else 'if'} {condition}:",
+                    f"    results[{key}] = {value}",
+                ]
+            if branches:
+                branches += ["else:", *(f"    {line}" for line in slow)]
+            else:
+                branches = slow
+            body = [
+                "try:",
+                f"    result = {read}",
+                "except Exception as raw:",
+                f"    run.field_error(raw, {name}.completion, {name}.nodes, {at})",
+                f"    results[{key}] = None",
+                "else:",
+                *(f"    {line}" for line in branches),
+            ]
+        elif read is not None and target is not None:
+            origin, type_of, child = target
+            many = field.many
+            namespace[f"O{index}"] = origin
+            namespace[f"X{index}"] = child
+            check = f"result.__class__ is O{index}"
+            if type_of is not None:
+                namespace[f"IT{index}"] = type_of
+                check += f" and IT{index}(result, None)"
+            if many:
+                call = f"run.complete_list({name}, {name}.listed, p, result, None, {name}.target)"
+                made, check = "list", "result.__class__ is list"
+            else:
+                call, made = f"X{index}(run, result, p)", "dict"
+            fast = [
+                f"    if {check}:",
+                "        try:",
+                f"            value = {call}",
+                "        except Exception as raw:",
+                f"            run.field_error(raw, {name}.completion, {name}.nodes, p)",
+                "            value = None",
+                "        else:",
+                f"            if value.__class__ is not {made}:",
+                f"                value = run._await_completed({name}, {name}.completion,"
+                " p, value)",
+            ]
+            body = [
+                f"p = {at}",
+                "try:",
+                f"    result = {read}",
+                "except Exception as raw:",
+                f"    run.field_error(raw, {name}.completion, {name}.nodes, p)",
+                "    value = None",
+                "else:",
+                *fast,
+                "    else:",
+                f"        value = run._completed({name}, p, result)",
+                f"results[{key}] = value",
+                f"if value.__class__ is not dict and is_awaitable(value): pending.append({key})",
+            ]
+        if not body:
+            body = generic
+        if body is not generic and field.rule is not None:
+            namespace[f"R{index}"] = field.rule
+            lines.append(f"        if opens(R{index}):")
+            lines.extend(f"            {line}" for line in body)
+            lines.append("        else:")
+            lines.extend(f"            {line}" for line in generic)
+        else:
+            lines.extend(f"        {line}" for line in body)
+    lines += [
+        "    except Exception:",
+        "        _settle([results[key] for key in pending])",
+        "        raise",
+        "    if not pending:",
+        "        return results",
+        "    return _await_pending(results, pending)",
+    ]
+    code = compile("\n".join(lines), f"<plan {type_name}>", "exec")
+    exec(code, namespace)  # the text above, written from the schema's names
+    execute: Callable[[Run, Any, Path | None], Any] = namespace["execute"]
+    return execute
+
+
+def _read(field: FieldPlan, index: int, namespace: dict[str, Any]) -> str | None:
+    """The expression that reads an attribute or method field off ``source`` (None for
+    a field resolved otherwise)."""
+    if field.how == _ATTRIBUTE:
+        name = field.python_name
+        if name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__"):
+            return f"source.{name}"
+        return f"getattr(source, {name!r})"
+    if field.how == _METHOD:
+        namespace[f"C{index}"] = field.call
+        return f"C{index}(source)"
+    return None
+
+
+def _target(field: FieldPlan) -> None:
+    """Set ``field.target`` (and ``many``, ``listed``) when its values are of one object
+    type whose ``is_type_of`` is absent or Strawberry's, or lists of them, the list and
+    its items possibly non-null."""
+    completion: Any = field.completion
+    if completion.kind == _NON_NULL:
+        completion = completion.of
+    many = completion.kind == _LIST
+    listed = completion
+    if many:
+        completion = completion.of
+        if completion.kind == _NON_NULL:
+            completion = completion.of
+    if completion.kind != _OBJECT:
+        return
+    type_: Any = completion.type
+    definition = type_.extensions.get("strawberry-definition")
+    origin = getattr(definition, "origin", None)
+    if not isinstance(origin, type):
+        return
+    type_of = type_.is_type_of
+    if type_of is not None and not _ignores_info(type_):
+        return
+    field.many = many
+    field.listed = listed if many else None
+    field.target = (origin, type_of, field.selection.executor(type_))

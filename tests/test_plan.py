@@ -8,6 +8,7 @@ for nulls propagating through non-null fields and lists."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import weakref
 from collections.abc import AsyncIterator
@@ -206,11 +207,78 @@ class Part:
         raise GraphQLError("later broken", extensions={"code": "BROKEN"})
 
 
+@strawberry.enum
+class Shade(enum.Enum):
+    LIGHT = "light"
+    DARK = "dark"
+
+
+@strawberry.type
+class Gauge:
+    @strawberry.field
+    def number(self) -> int:
+        return 7
+
+    @strawberry.field
+    def numeral(self) -> int:
+        return "8"  # type: ignore[return-value]  # coerced, as graphql-core coerces it
+
+    @strawberry.field
+    def shade(self) -> Shade:
+        return Shade.DARK
+
+    @strawberry.field
+    def missing(self) -> str:
+        return None  # type: ignore[return-value]  # a null where none may be
+
+    @strawberry.field
+    def wrong(self) -> int | None:
+        return "seven"  # type: ignore[return-value]  # no Int
+
+
+class Lookalike:
+    """Not a Part, but answers as one: graphql-core reads its fields all the same."""
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Tag(Named):
+    pass
+
+
 @strawberry.type
 class PartsQuery:
     @strawberry.field
     def parts(self) -> list[Part | None]:
         return [Part(), Part()]
+
+    @strawberry.field
+    def mixed(self) -> list[Part | None]:
+        return [Part(), None, Lookalike(), Part()]  # type: ignore[list-item]
+
+    @strawberry.field
+    def lookalike(self) -> Part:
+        return Lookalike()  # type: ignore[return-value]
+
+    @strawberry.field
+    def gauge(self) -> Gauge:
+        return Gauge()
+
+    @strawberry.field
+    def tags(self) -> list[Tag]:
+        return [Tag(name="a"), Tag(name="b")]
+
+    @strawberry.field
+    def not_a_tag(self) -> Tag | None:
+        return Part()  # type: ignore[return-value]  # refused by Tag's is_type_of
+
+    @strawberry.field
+    def required_broken(self) -> Part:
+        raise GraphQLError("required broken", extensions={"code": "BROKEN"})
 
     @strawberry.field
     def strict(self) -> list[Part] | None:
@@ -225,7 +293,7 @@ class PartsQuery:
         return Part()
 
 
-PARTS = strawberry.Schema(query=PartsQuery)
+PARTS = strawberry.Schema(query=PartsQuery, types=[Tag])
 
 
 @pytest.mark.parametrize(
@@ -254,6 +322,53 @@ async def test_nulls_propagate_as_graphql_core_propagates_them(query: str) -> No
         reference = await reference
     assert planned == _answer(reference)
     assert planned[1] and {error["extensions"]["code"] for error in planned[1]} == {"BROKEN"}
+
+
+@pytest.mark.parametrize(
+    ("query", "data", "errors"),
+    [
+        (
+            "{ mixed { ok broken } lookalike { ok later } }",
+            {"mixed": [None, None, None, None], "lookalike": {"ok": "ok", "later": "later"}},
+            [["mixed", 0, "broken"], ["mixed", 2, "broken"], ["mixed", 3, "broken"]],
+        ),
+        (
+            "{ gauge { number numeral shade wrong } }",
+            {"gauge": {"number": 7, "numeral": 8, "shade": "DARK", "wrong": None}},
+            [["gauge", "wrong"]],
+        ),
+        ("{ gauge { number missing } parts { ok } }", None, [["gauge", "missing"]]),
+        (
+            "{ tags { name __typename } notATag { name } }",
+            {
+                "tags": [{"name": "a", "__typename": "Tag"}, {"name": "b", "__typename": "Tag"}],
+                "notATag": None,
+            },
+            [["notATag"]],
+        ),
+        ("{ requiredBroken { ok } parts { ok } }", None, [["requiredBroken"]]),
+    ],
+)
+async def test_values_off_the_common_path_complete_as_graphql_core_completes_them(
+    query: str, data: Any, errors: list[list[Any]]
+) -> None:
+    """Plans send a value of its field's own class straight to its selection; another
+    class, null, an error, a wrong scalar, a refused ``is_type_of`` take the general
+    path, with graphql-core's answer."""
+    from graphql import execute, parse
+
+    document = parse(query)
+    plan = compile_plan(PARTS._schema, document, None)
+    assert plan is not None
+    planned = _answer(await plan.run(None, None))  # type: ignore[arg-type]
+    reference = execute(
+        PARTS._schema, document, executor_class=StrawberryGraphQLCoreExecutionContext
+    )
+    if not isinstance(reference, ExecutionResult):
+        reference = await reference
+    assert planned == _answer(reference)
+    assert planned[0] == data
+    assert [error["path"] for error in planned[1]] == errors
 
 
 def test_an_enum_value_completes_as_its_type_would_complete_it() -> None:
