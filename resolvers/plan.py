@@ -7,17 +7,19 @@ hundred times over. A plan does the document-dependent part once per document (c
 with the parsed document): for each selection and runtime type, the fields to run,
 their definitions, how each resolves and how its value completes. Per request it
 coerces the variables, computes each field's arguments once, and then only resolves
-and completes values. Each selection on each object type is written out as a Python
-function of its own (``_executor``, compiled once per document): a field's reads, its
-rule's check and the completion of an ordinary value are lines of that function, and a
-value of the field's own object type (or a list of them) goes straight to the function
-of the field's selection; anything else takes ``Run``'s general path. A field that reads an attribute, or calls a method of its object
-that takes no argument, is read or called directly, its visibility rule checked as
-VisibilityExtension would check it; a field with a resolver of its own is called as
-Strawberry would call it (its arguments converted once, its rule checked, ``self``,
-``info``, ``root`` or ``parent`` passed as it asks) without Strawberry's layers of
-wrappers; a field Strawberry would treat otherwise (other field extensions, exception
-handlers) runs through its Strawberry resolver.
+and completes values. Once a plan has run a few times (``_WRITTEN_AFTER``), each of
+its selections on each object type is written out as a Python function of its own
+(``_executor``): a field's read, its rule's check and the completion of an ordinary
+value are lines of that function, and a value of the field's own object type (or a list
+of them) goes straight to the function of the field's selection; anything else takes
+``Run``'s general path, by which the plan ran until then. A field that reads an
+attribute, or calls a method of its object that takes no argument, is read or called
+directly, its visibility rule checked as VisibilityExtension would check it; a field
+with a resolver of its own is called as Strawberry would call it (its arguments
+converted once, its rule checked, ``self``, ``info``, ``root`` or ``parent`` passed as
+it asks) without Strawberry's layers of wrappers; a field Strawberry would treat
+otherwise (other field extensions, exception handlers) runs through its Strawberry
+resolver.
 
 Semantics follow graphql-core's executor, which stays the reference: errors are
 located at the field (or list item), a null in a non-null position propagates to the
@@ -36,6 +38,7 @@ import enum
 import functools
 import keyword
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import CodeType
 from typing import Any
 
 import strawberry
@@ -417,7 +420,10 @@ class Plan:
             assert isinstance(completion.type, GraphQLAbstractType)
             for possible in schema.get_possible_types(completion.type):
                 pending.extend(field.selection.fields(possible))
-        self.execute_root = _executor(self.root, root)
+        #: Runs so far, counted up to ``_WRITTEN_AFTER``; then the root selection's
+        #: executor, written on first use.
+        self.runs = 0
+        self.execute_root: Callable[[Run, Any, Path | None], Any] | None = None
 
     def collect(
         self,
@@ -455,13 +461,28 @@ class Plan:
         raw_variables: dict[str, Any] | None,
         context: Context,
         extensions: dict[str, Any] | None = None,
+        *,
+        written: bool | None = None,
     ) -> ExecutionResult:
+        """``written``: whether the selections run as the Python functions written for
+        them (``_executor``) or through ``Run.execute_fields``; by default, once the
+        plan has run ``_WRITTEN_AFTER`` times."""
         coerced = self.variables(raw_variables or {})
         if isinstance(coerced, list):
             return ExecutionResult(None, coerced)
-        run = Run(self, coerced, context, extensions or {})
+        if written is None:
+            written = self.runs >= _WRITTEN_AFTER
+            if not written:
+                self.runs += 1
+        run = Run(self, coerced, context, extensions or {}, written)
         try:
-            data = self.execute_root(run, None, None)
+            if written:
+                execute = self.execute_root
+                if execute is None:
+                    execute = self.execute_root = _executor(self.root, self.root_type)
+                data = execute(run, None, None)
+            else:
+                data = run.execute_fields(self.root, self.root_type, None, None)
             if is_awaitable(data):
                 data = await data
         except GraphQLError as error:
@@ -500,6 +521,10 @@ class Plan:
 
 #: Variable errors reported before coercion stops (graphql-core's ``max_errors``).
 _MAX_VARIABLE_ERRORS = 50
+#: Runs of a plan before its selections are written out as Python: writing them costs
+#: some twenty times what compiling the plan did (7 ms for the whole archive, 140 ms
+#: for twenty of it under aliases), which a document sent once should never pay.
+_WRITTEN_AFTER = 8
 
 
 class _Leaves:
@@ -571,6 +596,7 @@ class Run:
         "open",
         "plan",
         "variables",
+        "written",
     )
 
     def __init__(
@@ -579,8 +605,11 @@ class Run:
         variables: VariableValues,
         context: Context,
         extensions: dict[str, Any],
+        written: bool = False,
     ) -> None:
         self.plan = plan
+        #: Whether selections run as their written executors (``_executor``).
+        self.written = written
         self.extensions = extensions
         self.variables = variables
         self.context = context
@@ -622,6 +651,62 @@ class Run:
         self.add_error(error, path)
 
     # fields -------------------------------------------------------------------------
+
+    def execute_fields(
+        self,
+        fields: list[FieldPlan],
+        parent_type: GraphQLObjectType,
+        source: Any,
+        path: Path | None,
+    ) -> Any:
+        results: dict[str, Any] = {}
+        pending: list[str] = []
+        type_name = parent_type.name
+        try:
+            for field in fields:
+                leaf_type = field.leaf_type
+                if leaf_type is not None and (field.rule is None or self.opens(field.rule)):
+                    # In line, for an ordinary value (no path built, no call made):
+                    # anything else (an error, null, an awaitable) goes the long way.
+                    try:
+                        if field.how == _ATTRIBUTE:
+                            result = getattr(source, field.python_name)
+                        else:
+                            result = field.call(source)  # type: ignore[misc]
+                        if result.__class__ is field.same:
+                            results[field.key] = result
+                            continue
+                        leaf: Completion = field.leaf  # type: ignore[assignment]
+                        if result.__class__ is leaf.enum_class:
+                            results[field.key] = leaf.enum_names[id(result)]
+                            continue
+                        if (
+                            result is not None
+                            and result is not Undefined
+                            and not isinstance(result, Exception)
+                            and not is_awaitable(result)
+                        ):
+                            coerced = leaf_type.coerce_output_value(result)
+                            if coerced is not None and coerced is not Undefined:
+                                results[field.key] = coerced
+                                continue
+                    except Exception as raw:
+                        at = Path(path, field.key, type_name)
+                        self.field_error(raw, field.completion, field.nodes, at)  # type: ignore[arg-type]
+                        results[field.key] = None
+                        continue
+                    value = self._completed(field, Path(path, field.key, type_name), result)
+                else:
+                    value = self.execute_field(field, source, Path(path, field.key, type_name))
+                results[field.key] = value
+                if is_awaitable(value):
+                    pending.append(field.key)
+        except Exception:
+            _settle([results[key] for key in pending])
+            raise
+        if not pending:
+            return results
+        return _await_pending(results, pending)
 
     def _leaf(self, field: FieldPlan, path: Path | None, type_name: str, result: Any) -> Any:
         """A scalar read off its object (``_executor``), when it is not already of the
@@ -949,7 +1034,9 @@ class Run:
                 return self._complete_object_async(field, type_, path, result, matches)
             if not matches:
                 raise _not_of_type(field, type_, result)
-        return field.selection.executor(type_)(self, result, path)
+        if self.written:
+            return field.selection.executor(type_)(self, result, path)
+        return self.execute_fields(field.selection.fields(type_), type_, result, path)
 
     async def _complete_object_async(
         self,
@@ -961,7 +1048,11 @@ class Run:
     ) -> Any:
         if not await matches:
             raise _not_of_type(field, type_, result)
-        value = field.selection.executor(type_)(self, result, path)
+        value = (
+            field.selection.executor(type_)(self, result, path)
+            if self.written
+            else self.execute_fields(field.selection.fields(type_), type_, result, path)
+        )
         return await value if is_awaitable(value) else value
 
     def complete_abstract(
@@ -1298,10 +1389,18 @@ def _executor(
         "        return results",
         "    return _await_pending(results, pending)",
     ]
-    code = compile("\n".join(lines), f"<plan {type_name}>", "exec")
-    exec(code, namespace)  # the text above, written from the schema's names
+    exec(
+        _compiled("\n".join(lines), type_name), namespace
+    )  # the text above, written from the schema's names
     execute: Callable[[Run, Any, Path | None], Any] = namespace["execute"]
     return execute
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(text: str, type_name: str) -> CodeType:
+    """An executor's text compiled, once for every selection written the same (the
+    same fields of a type, in any document; aliases of one selection)."""
+    return compile(text, f"<plan {type_name}>", "exec")
 
 
 def _read(field: FieldPlan, index: int, namespace: dict[str, Any]) -> str | None:

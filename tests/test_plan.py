@@ -35,7 +35,7 @@ from gateway.settings import Settings
 from gateway.viewer import Viewer
 from resolvers.engine import Engine
 from resolvers.limits import Measured, measure
-from resolvers.plan import Completion, compile_plan, compiled_plan
+from resolvers.plan import _WRITTEN_AFTER, Completion, compile_plan, compiled_plan
 from resolvers.schema import schema
 from tests.test_archive import HANGZHOU, INDIVIDUAL
 from tests.test_fuzz import GENERATED, QUERIES, VIEWERS
@@ -61,22 +61,25 @@ def _answer(result: ExecutionResult) -> tuple[Any, list[dict[str, Any]]]:
 async def both(
     runtime: Runtime, viewer: Viewer, query: str, variables: dict[str, Any] | None = None
 ) -> tuple[Any, Any]:
-    """The plan's answer and the reference's, each with its own request context."""
+    """The plan's answer and the reference's, each with its own request context: the
+    plan's the same whether its selections run as written functions or not."""
     measured = measure(ENGINE.graphql_schema, query, None, runtime.limits.operation, RULES)
     assert isinstance(measured, Measured) and not measured.errors, measured
     plan = compiled_plan(ENGINE.graphql_schema, query, measured.tokens, None)
     assert plan is not None, query
     answers = []
-    for run in ("plan", "reference"):
+    for run in ("interpreted", "written", "reference"):
         context = request_context(
             runtime, viewer, request_id=run, http_method="POST", client_address="-"
         )
-        if run == "plan":
-            result = await plan.run(variables, context)
-        else:
+        if run == "reference":
             result = await ENGINE.reference(measured, None, variables, context)
+        else:
+            result = await plan.run(variables, context, written=run == "written")
         answers.append(_answer(result))
-    return answers[0], answers[1]
+    interpreted, written, reference = answers
+    assert written == interpreted, query
+    return written, reference
 
 
 @pytest.mark.parametrize("kind", list(VIEWERS))
@@ -314,7 +317,9 @@ async def test_nulls_propagate_as_graphql_core_propagates_them(query: str) -> No
     document = parse(query)
     plan = compile_plan(PARTS._schema, document, None)
     assert plan is not None
-    planned = _answer(await plan.run(None, None))  # type: ignore[arg-type]
+    planned = _answer(await plan.run(None, None, written=True))  # type: ignore[arg-type]
+    interpreted = await plan.run(None, None, written=False)  # type: ignore[arg-type]
+    assert _answer(interpreted) == planned
     reference = execute(
         PARTS._schema, document, executor_class=StrawberryGraphQLCoreExecutionContext
     )
@@ -360,7 +365,9 @@ async def test_values_off_the_common_path_complete_as_graphql_core_completes_the
     document = parse(query)
     plan = compile_plan(PARTS._schema, document, None)
     assert plan is not None
-    planned = _answer(await plan.run(None, None))  # type: ignore[arg-type]
+    planned = _answer(await plan.run(None, None, written=True))  # type: ignore[arg-type]
+    interpreted = await plan.run(None, None, written=False)  # type: ignore[arg-type]
+    assert _answer(interpreted) == planned
     reference = execute(
         PARTS._schema, document, executor_class=StrawberryGraphQLCoreExecutionContext
     )
@@ -369,6 +376,18 @@ async def test_values_off_the_common_path_complete_as_graphql_core_completes_the
     assert planned == _answer(reference)
     assert planned[0] == data
     assert [error["path"] for error in planned[1]] == errors
+
+
+async def test_a_plan_is_written_out_once_it_has_run_a_few_times() -> None:
+    """A document sent once never pays for writing its selections out as Python."""
+    plan = compile_plan(PARTS._schema, parse("{ parts { ok } gauge { shade } }"), None)
+    assert plan is not None
+    expected = ({"parts": [{"ok": "ok"}, {"ok": "ok"}], "gauge": {"shade": "DARK"}}, [])
+    for _ in range(_WRITTEN_AFTER):
+        assert _answer(await plan.run(None, None)) == expected  # type: ignore[arg-type]
+        assert plan.execute_root is None
+    assert _answer(await plan.run(None, None)) == expected  # type: ignore[arg-type]
+    assert plan.execute_root is not None
 
 
 def test_an_enum_value_completes_as_its_type_would_complete_it() -> None:
