@@ -54,6 +54,7 @@ from graphql import (
     GraphQLError,
     GraphQLField,
     GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -87,6 +88,7 @@ from graphql.execution.values import (
 )
 from graphql.pyutils import Path, Undefined, inspect, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
+from graphql.type.scalars import GRAPHQL_MAX_INT, GRAPHQL_MIN_INT
 from graphql.utilities import coerce_input_value
 from strawberry.execution import optimized_is_awaitable
 from strawberry.relay import GlobalID
@@ -810,16 +812,7 @@ class Run:
         kwargs = self._converted(field, info)
         rule = field.rule
         if rule is not None and not self.opens(rule):
-            enterprise = getattr(source, "enterprise_uscc", None) or kwargs.get("uscc")
-            check_field(
-                self.context,
-                rule,
-                enterprise,
-                field.name,
-                field.nodes,
-                path,
-                field.parent_type.name,
-            )
+            self._check(field, source, kwargs, path)
         for name in field.source_names:
             kwargs[name] = source
         if field.info_name is not None:
@@ -827,6 +820,20 @@ class Run:
         if field.passes_self:
             return field.call(source, **kwargs)  # type: ignore[misc]
         return field.call(**kwargs)  # type: ignore[misc]
+
+    def _check(self, field: FieldPlan, source: Any, kwargs: dict[str, Any], path: Path) -> None:
+        """A resolver's rule checked for its enterprise: its object's, or the one its
+        arguments name (VisibilityExtension sees the converted arguments)."""
+        enterprise = getattr(source, "enterprise_uscc", None) or kwargs.get("uscc")
+        check_field(
+            self.context,
+            field.rule,  # type: ignore[arg-type]
+            enterprise,
+            field.name,
+            field.nodes,
+            path,
+            field.parent_type.name,
+        )
 
     async def _call_async(self, field: FieldPlan, source: Any, path: Path) -> Any:
         """An asynchronous resolver's call: checked and converted when it is awaited,
@@ -1280,100 +1287,25 @@ def _executor(
     ]
     for index, field in enumerate(fields):
         key = repr(field.key)
-        at = f"Path(path, {key}, {type_name!r})"
-        name = f"F{index}"
-        namespace[name] = field
-        body: list[str] = []
         if field.how == _TYPENAME:
             lines.append(f"        results[{key}] = {type_name!r}")
             continue
+        name = f"F{index}"
+        namespace[name] = field
+        _target(field)
         generic = [
-            f"value = run.execute_field({name}, source, {at})",
+            f"value = run.execute_field({name}, source, Path(path, {key}, {type_name!r}))",
             f"results[{key}] = value",
             f"if is_awaitable(value): pending.append({key})",
         ]
-        _target(field)
-        read = _read(field, index, namespace)
-        target = field.target if read is not None else None
-        if read is not None and field.leaf_type is not None:
-            # Values of the class the type serializes as they are, and enum members,
-            # in line; anything else through ``Run._leaf``.
-            shortcuts: list[tuple[str, str]] = []
-            if field.same is not None:
-                namespace[f"S{index}"] = field.same
-                shortcuts.append((f"result.__class__ is S{index}", "result"))
-            leaf: Completion = field.leaf  # type: ignore[assignment]
-            if leaf.enum_class is not None:
-                namespace[f"E{index}"] = leaf.enum_class
-                namespace[f"N{index}"] = leaf.enum_names
-                shortcuts.append((f"result.__class__ is E{index}", f"N{index}[id(result)]"))
-            slow = [
-                f"value = run._leaf({name}, path, {type_name!r}, result)",
-                f"results[{key}] = value",
-                f"if is_awaitable(value): pending.append({key})",
-            ]
-            branches: list[str] = []
-            for number, (condition, value) in enumerate(shortcuts):
-                branches += [
-                    f"{'elif' if number else 'if'} {condition}:",
-                    f"    results[{key}] = {value}",
-                ]
-            if branches:
-                branches += ["else:", *(f"    {line}" for line in slow)]
-            else:
-                branches = slow
-            body = [
-                "try:",
-                f"    result = {read}",
-                "except Exception as raw:",
-                f"    run.field_error(raw, {name}.completion, {name}.nodes, {at})",
-                f"    results[{key}] = None",
-                "else:",
-                *(f"    {line}" for line in branches),
-            ]
-        elif read is not None and target is not None:
-            origin, type_of, child = target
-            many = field.many
-            namespace[f"O{index}"] = origin
-            namespace[f"X{index}"] = child
-            check = f"result.__class__ is O{index}"
-            if type_of is not None:
-                namespace[f"IT{index}"] = type_of
-                check += f" and IT{index}(result, None)"
-            if many:
-                call = f"run.complete_list({name}, {name}.listed, p, result, None, {name}.target)"
-                made, check = "list", "result.__class__ is list"
-            else:
-                call, made = f"X{index}(run, result, p)", "dict"
-            fast = [
-                f"    if {check}:",
-                "        try:",
-                f"            value = {call}",
-                "        except Exception as raw:",
-                f"            run.field_error(raw, {name}.completion, {name}.nodes, p)",
-                "            value = None",
-                "        else:",
-                f"            if value.__class__ is not {made}:",
-                f"                value = run._await_completed({name}, {name}.completion,"
-                " p, value)",
-            ]
-            body = [
-                f"p = {at}",
-                "try:",
-                f"    result = {read}",
-                "except Exception as raw:",
-                f"    run.field_error(raw, {name}.completion, {name}.nodes, p)",
-                "    value = None",
-                "else:",
-                *fast,
-                "    else:",
-                f"        value = run._completed({name}, p, result)",
-                f"results[{key}] = value",
-                f"if value.__class__ is not dict and is_awaitable(value): pending.append({key})",
-            ]
-        if not body:
+        fetch = _fetch(field, index, namespace)
+        if fetch is None:
             body = generic
-        if body is not generic and field.rule is not None:
+        elif field.leaf_type is not None:
+            body = _leaf_lines(field, index, key, type_name, fetch, namespace)
+        else:
+            body = _value_lines(field, index, key, type_name, fetch, namespace)
+        if body is not generic and field.rule is not None and field.how != _DIRECT:
             namespace[f"R{index}"] = field.rule
             lines.append(f"        if opens(R{index}):")
             lines.extend(f"            {line}" for line in body)
@@ -1403,18 +1335,144 @@ def _compiled(text: str, type_name: str) -> CodeType:
     return compile(text, f"<plan {type_name}>", "exec")
 
 
-def _read(field: FieldPlan, index: int, namespace: dict[str, Any]) -> str | None:
-    """The expression that reads an attribute or method field off ``source`` (None for
-    a field resolved otherwise)."""
+def _fetch(field: FieldPlan, index: int, namespace: dict[str, Any]) -> list[str] | None:
+    """The lines that set ``result`` to a field's value off ``source`` (at ``p`` when
+    they need its path): an attribute read, a method called, or a synchronous resolver
+    called as ``Run._call`` calls it. None for a field resolved otherwise."""
     if field.how == _ATTRIBUTE:
         name = field.python_name
         if name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__"):
-            return f"source.{name}"
-        return f"getattr(source, {name!r})"
+            return [f"result = source.{name}"]
+        return [f"result = getattr(source, {name!r})"]
     if field.how == _METHOD:
         namespace[f"C{index}"] = field.call
-        return f"C{index}(source)"
-    return None
+        return [f"result = C{index}(source)"]
+    if field.how != _DIRECT or field.is_async or not field.lazy_info:
+        return None
+    namespace[f"C{index}"] = field.call
+    namespace["_ResolverInfo"] = _ResolverInfo
+    lines = [
+        f"info = _ResolverInfo(run, F{index}, p)",
+        f"kwargs = run._converted(F{index}, info)",
+    ]
+    if field.rule is not None:
+        namespace[f"R{index}"] = field.rule
+        lines += [f"if not opens(R{index}):", f"    run._check(F{index}, source, kwargs, p)"]
+    lines += [f"kwargs[{name!r}] = source" for name in field.source_names]
+    if field.info_name is not None:
+        lines.append(f"kwargs[{field.info_name!r}] = info")
+    lines.append(
+        f"result = C{index}(source, **kwargs)"
+        if field.passes_self
+        else f"result = C{index}(**kwargs)"
+    )
+    return lines
+
+
+def _leaf_lines(
+    field: FieldPlan,
+    index: int,
+    key: str,
+    type_name: str,
+    fetch: list[str],
+    namespace: dict[str, Any],
+) -> list[str]:
+    """A scalar read off its object: values of the class its type serializes as they
+    are, and enum members, in line; anything else through ``Run._leaf``."""
+    shortcuts: list[tuple[str, str]] = []
+    if field.same is not None:
+        namespace[f"S{index}"] = field.same
+        shortcuts.append((f"result.__class__ is S{index}", "result"))
+    leaf: Completion = field.leaf  # type: ignore[assignment]
+    if leaf.type is GraphQLInt:  # ``serialize_int``: an int in 32 bits is itself
+        shortcuts.append(
+            (
+                f"result.__class__ is int and {GRAPHQL_MIN_INT} <= result <= {GRAPHQL_MAX_INT}",
+                "result",
+            )
+        )
+    if leaf.enum_class is not None:
+        namespace[f"E{index}"] = leaf.enum_class
+        namespace[f"N{index}"] = leaf.enum_names
+        shortcuts.append((f"result.__class__ is E{index}", f"N{index}[id(result)]"))
+    slow = [
+        f"value = run._leaf(F{index}, path, {type_name!r}, result)",
+        f"results[{key}] = value",
+        f"if is_awaitable(value): pending.append({key})",
+    ]
+    branches: list[str] = []
+    for number, (condition, value) in enumerate(shortcuts):
+        branches += [
+            f"{'elif' if number else 'if'} {condition}:",
+            f"    results[{key}] = {value}",
+        ]
+    if branches:
+        branches += ["else:", *(f"    {line}" for line in slow)]
+    else:
+        branches = slow
+    return [
+        "try:",
+        *(f"    {line}" for line in fetch),
+        "except Exception as raw:",
+        f"    run.field_error(raw, F{index}.completion, F{index}.nodes,"
+        f" Path(path, {key}, {type_name!r}))",
+        f"    results[{key}] = None",
+        "else:",
+        *(f"    {line}" for line in branches),
+    ]
+
+
+def _value_lines(
+    field: FieldPlan,
+    index: int,
+    key: str,
+    type_name: str,
+    fetch: list[str],
+    namespace: dict[str, Any],
+) -> list[str]:
+    """Any other field read or called: a value of its object type (or a list of them)
+    straight to the executor of its selection, anything else through
+    ``Run._completed``."""
+    name = f"F{index}"
+    fast: list[str] = []
+    target = field.target
+    if target is not None:
+        origin, type_of, child = target
+        if field.many:
+            call = f"run.complete_list({name}, {name}.listed, p, result, None, {name}.target)"
+            made, check = "list", "result.__class__ is list"
+        else:
+            namespace[f"O{index}"] = origin
+            namespace[f"X{index}"] = child
+            call, made, check = f"X{index}(run, result, p)", "dict", f"result.__class__ is O{index}"
+            if type_of is not None:
+                namespace[f"IT{index}"] = type_of
+                check += f" and IT{index}(result, None)"
+        fast = [
+            f"if {check}:",
+            "    try:",
+            f"        value = {call}",
+            "    except Exception as raw:",
+            f"        run.field_error(raw, {name}.completion, {name}.nodes, p)",
+            "        value = None",
+            "    else:",
+            f"        if value.__class__ is not {made}:",
+            f"            value = run._await_completed({name}, {name}.completion, p, value)",
+            "else:",
+        ]
+    return [
+        f"p = Path(path, {key}, {type_name!r})",
+        "try:",
+        *(f"    {line}" for line in fetch),
+        "except Exception as raw:",
+        f"    run.field_error(raw, {name}.completion, {name}.nodes, p)",
+        "    value = None",
+        "else:",
+        *(f"    {line}" for line in fast),
+        f"    {'    ' if fast else ''}value = run._completed({name}, p, result)",
+        f"results[{key}] = value",
+        f"if value.__class__ is not dict and is_awaitable(value): pending.append({key})",
+    ]
 
 
 def _target(field: FieldPlan) -> None:

@@ -238,6 +238,14 @@ class Gauge:
     def wrong(self) -> int | None:
         return "seven"  # type: ignore[return-value]  # no Int
 
+    @strawberry.field
+    def large(self) -> int | None:
+        return 2**31  # beyond GraphQL's Int
+
+    @strawberry.field
+    def flag(self) -> int:
+        return True  # Int's 1
+
 
 class Lookalike:
     """Not a Part, but answers as one: graphql-core reads its fields all the same."""
@@ -338,9 +346,18 @@ async def test_nulls_propagate_as_graphql_core_propagates_them(query: str) -> No
             [["mixed", 0, "broken"], ["mixed", 2, "broken"], ["mixed", 3, "broken"]],
         ),
         (
-            "{ gauge { number numeral shade wrong } }",
-            {"gauge": {"number": 7, "numeral": 8, "shade": "DARK", "wrong": None}},
-            [["gauge", "wrong"]],
+            "{ gauge { number numeral shade wrong large flag } }",
+            {
+                "gauge": {
+                    "number": 7,
+                    "numeral": 8,
+                    "shade": "DARK",
+                    "wrong": None,
+                    "large": None,
+                    "flag": 1,
+                }
+            },
+            [["gauge", "wrong"], ["gauge", "large"]],
         ),
         ("{ gauge { number missing } parts { ok } }", None, [["gauge", "missing"]]),
         (
