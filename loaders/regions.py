@@ -9,6 +9,7 @@ province.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -54,8 +55,10 @@ class Division:
     province: str
 
 
+@functools.lru_cache(maxsize=4096)
 def division(code: str) -> Division:
-    """The division a six-digit code names, as precisely as the table allows."""
+    """The division a six-digit code names, as precisely as the table allows (kept for
+    the codes met most: the table names some three thousand)."""
     province = PROVINCES.get(code[:2], "")
     parts = [province]
     prefecture = _NAMES.get(code[:4] + "00") if not code.endswith("0000") else None

@@ -228,31 +228,67 @@ def _denial_message(field_name: str, rule: Rule, decision: Decision) -> str:
     return f"{field_name} needs {rule.describe()}."
 
 
+def _shared(name: str) -> property:
+    """An attribute every copy of a denial reads off the error located once."""
+    return property(lambda denied: getattr(denied._template, name))
+
+
+#: What GraphQLError's equality compares.
+_COMPARED = tuple(
+    name for name in GraphQLError.__slots__ if name not in ("cause", "original_error")
+)
+
+
 class Denied(GraphQLError):
-    """A denial: its field's located error (``_denial``) at one value's path. It formats
-    as any GraphQLError does, its locations formatted once for all its copies."""
+    """A denial: its field's located error (``_denial``) at one value's path. Only the
+    path is its own; the rest it reads off the error located once for every copy, and
+    it formats as that error would, its locations formatted once too."""
 
-    __slots__ = ("formatted_locations",)
+    __slots__ = ("_formatted_locations", "_template")
 
-    formatted_locations: list[Any]
+    _template: GraphQLError
+    _formatted_locations: list[Any]
+    message = _shared("message")
+    locations = _shared("locations")
+    nodes = _shared("nodes")
+    source = _shared("source")
+    positions = _shared("positions")
+    original_error = _shared("original_error")
+    extensions = _shared("extensions")
+    cause = _shared("cause")
+
+    def __eq__(self, other: object) -> bool:
+        """GraphQLError's equality, over the attributes a denial reads and its path."""
+        if isinstance(other, GraphQLError):
+            return other.__class__ is Denied and all(
+                getattr(self, name) == getattr(other, name) for name in _COMPARED
+            )
+        return (
+            isinstance(other, dict)
+            and "message" in other
+            and all(name in _COMPARED and getattr(self, name) == other.get(name) for name in other)
+        )
+
+    __hash__ = GraphQLError.__hash__
 
     @property
     def formatted(self) -> Any:
-        formatted: dict[str, Any] = {"message": self.message}
-        if self.locations is not None:
-            formatted["locations"] = list(self.formatted_locations)
+        template = self._template
+        formatted: dict[str, Any] = {"message": template.message}
+        if template.locations is not None:
+            formatted["locations"] = list(self._formatted_locations)
         if self.path is not None:
             formatted["path"] = self.path
-        if self.extensions:
-            formatted["extensions"] = self.extensions
+        if template.extensions:
+            formatted["extensions"] = template.extensions
         return formatted
 
 
-#: Located denials by (field nodes, rule, decision): the nodes, and what each copy
-#: of the located error is given (GraphQLError's attributes, its formatted locations).
+#: Located denials by (field nodes, rule, decision): the nodes, the error located once
+#: and its formatted locations.
 _DENIALS: dict[
     tuple[tuple[int, ...], Rule, int],
-    tuple[tuple[FieldNode, ...], list[tuple[str, Any]]],
+    tuple[tuple[FieldNode, ...], GraphQLError, list[Any]],
 ] = {}
 #: Enough for every denied field of the documents the parse cache holds.
 _DENIALS_KEPT = 4096
@@ -270,33 +306,26 @@ def _denial(
 
     graphql-core would locate a plain error anew for each value (scanning the query
     text each time); every denial at one field node of a cached document shares one
-    located error, in every request, copied with each value's path, which graphql-core
-    then keeps as is. (The nodes are kept with their error, so ids reused by other
-    nodes after their document left the cache are never taken for them.)
+    located error, in every request, a copy of which (``Denied``) carries each value's
+    path, which graphql-core then keeps as is. (The nodes are kept with their error, so
+    ids reused by other nodes after their document left the cache are never taken for
+    them.)
     """
     # The decision by its id (members live as long as their class): an Enum hashes,
     # and gives its ``value``, in Python.
     key = (tuple(map(id, field_nodes)), rule, id(decision))
     found = _DENIALS.get(key)
-    if found is not None and all(map(operator.is_, found[0], field_nodes)):
-        attributes = found[1]
-    else:
+    if found is None or not all(map(operator.is_, found[0], field_nodes)):
         message = _denial_message(field_name, rule, decision)
         template = GraphQLError(message, field_nodes, extensions={"code": decision.value})
-        attributes = [(slot, getattr(template, slot, None)) for slot in GraphQLError.__slots__]
-        attributes.append(
-            (
-                "formatted_locations",
-                [location.formatted for location in template.locations or ()],
-            )
-        )
+        locations = [location.formatted for location in template.locations or ()]
         if len(_DENIALS) >= _DENIALS_KEPT:
             _DENIALS.clear()
-        _DENIALS[key] = (tuple(field_nodes), attributes)
-    located = Denied.__new__(Denied)
-    for slot, value in attributes:
-        setattr(located, slot, value)
-    Exception.__init__(located, located.message)
+        found = _DENIALS[key] = (tuple(field_nodes), template, locations)
+    _, template, locations = found
+    located = Denied.__new__(Denied, template.message)
+    located._template = template
+    located._formatted_locations = locations
     located.path = path.as_list()
     return located
 

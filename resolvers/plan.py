@@ -647,7 +647,13 @@ class Run:
     def field_error(
         self, raw: Exception, completion: Completion, nodes: list[FieldNode], path: Path
     ) -> None:
-        error = located_error(raw, nodes, path.as_list())
+        # ``located_error`` keeps an error already located (a denial) as it is: its
+        # path is then not worth listing.
+        error = (
+            raw
+            if isinstance(raw, GraphQLError) and raw.path is not None
+            else located_error(raw, nodes, path.as_list())
+        )
         if completion.kind == _NON_NULL:
             raise error
         self.add_error(error, path)

@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql import GraphQLNonNull, GraphQLObjectType, get_named_type
+from graphql import GraphQLError, GraphQLNonNull, GraphQLObjectType, get_named_type, parse
+from graphql.pyutils import Path
 
 from gateway.devkeys import ALL_SCOPES
 from gateway.settings import Settings
 from resolvers.engine import ROUTER_FIELDS
+from resolvers.permissions import Decision, Rule, Tier, _denial
 from resolvers.schema import schema
 from tests.conftest import bearer, graphql_as
 
@@ -408,3 +410,33 @@ async def test_a_denial_is_located_at_every_node_of_its_own_field_only(
                 },
             ],
         }
+
+
+def test_a_denial_reads_as_the_error_graphql_core_would_locate() -> None:
+    """Copies of one located denial (``Denied``) share all but their path; each reads,
+    formats and compares as a GraphQLError located at its own path would."""
+    document = parse('{ enterprise(uscc: "x") { integrityLevel { grade } } }')
+    field = document.definitions[0].selection_set.selections[0]  # type: ignore[attr-defined]
+    rule = Rule(Tier.MEMBER, frozenset())
+    at_a = Path(Path(None, "a", "Query"), "integrityLevel", "Enterprise")
+    at_b = Path(Path(None, "b", "Query"), "integrityLevel", "Enterprise")
+    first = _denial(None, "integrityLevel", [field], at_a, rule, Decision.UNAUTHENTICATED)
+    again = _denial(None, "integrityLevel", [field], at_a, rule, Decision.UNAUTHENTICATED)
+    elsewhere = _denial(None, "integrityLevel", [field], at_b, rule, Decision.UNAUTHENTICATED)
+    message = "Log in to see integrityLevel (tier MEMBER)."
+    located = GraphQLError(message, [field], path=["a", "integrityLevel"])
+    assert first.formatted == {
+        "message": message,
+        "locations": [{"line": 1, "column": 3}],
+        "path": ["a", "integrityLevel"],
+        "extensions": {"code": "UNAUTHENTICATED"},
+    }
+    assert elsewhere.formatted["path"] == ["b", "integrityLevel"]
+    assert (first.message, first.locations, first.nodes, first.args) == (
+        located.message, located.locations, located.nodes, (message,)
+    )  # fmt: skip
+    assert str(first) == str(located)
+    assert first == again
+    assert first != elsewhere
+    assert first == {"message": message, "path": ["a", "integrityLevel"]}
+    assert first != {"message": message, "path": ["b", "integrityLevel"]}
