@@ -71,7 +71,9 @@ from graphql import (
     default_type_resolver,
     is_abstract_type,
     is_leaf_type,
+    is_non_null_type,
     is_object_type,
+    is_required_argument,
     located_error,
 )
 from graphql.execution.collect_fields import does_fragment_condition_match
@@ -90,6 +92,7 @@ from graphql.pyutils import Path, Undefined, inspect, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from graphql.type.scalars import GRAPHQL_MAX_INT, GRAPHQL_MIN_INT
 from graphql.utilities import coerce_input_value
+from graphql.utilities.coerce_input_value import coerce_default_value
 from strawberry.execution import optimized_is_awaitable
 from strawberry.relay import GlobalID
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as ResolveInfo
@@ -200,6 +203,7 @@ class FieldPlan:
         "static_arguments",
         "strawberry_field",
         "target",
+        "variable_arguments",
         "variable_free",
     )
 
@@ -227,6 +231,10 @@ class FieldPlan:
         #: is a scalar, an enum or a list of them: what Strawberry's conversion leaves as
         #: graphql-core coerced it (a list copied).
         self.leaf_arguments: tuple[tuple[str, str, bool], ...] | None = None
+        #: Per argument of the definition, in order, when every one given is a
+        #: variable: (its name in the arguments, the variable or None, whether
+        #: non-null, its default when not given); None otherwise (``Run._raw_arguments``).
+        self.variable_arguments: tuple[tuple[str, str | None, bool, Any], ...] | None = None
         #: Set for a public scalar read off its object (``execute_fields``).
         self.leaf_type: Any = None
         self.leaf: Completion | None = None
@@ -250,6 +258,7 @@ class FieldPlan:
         self.definition = definition
         self.completion = Completion(definition.type)
         self.has_arguments = bool(definition.args or nodes[0].arguments)
+        self.variable_arguments = _variable_arguments(definition, nodes[0])
         self.resolve = definition.resolve
         self.how = _RESOLVER
         strawberry_field = definition.extensions.get("strawberry-definition")
@@ -311,6 +320,36 @@ class FieldPlan:
                 self.leaf_type = leaf.type
                 self.leaf = leaf
                 self.same = next((cls for type_, cls in _SAME if leaf.type is type_), None)
+
+
+def _variable_arguments(
+    definition: GraphQLField, node: FieldNode
+) -> tuple[tuple[str, str | None, bool, Any], ...] | None:
+    """What ``FieldPlan.variable_arguments`` holds for a field node: None unless every
+    argument it is given is a variable, and every one it is not given is optional with
+    a default (if any) that nothing could change in place."""
+    given = {argument.name.value: argument.value for argument in node.arguments or ()}
+    if not given or not all(isinstance(value, VariableNode) for value in given.values()):
+        return None
+    entries: list[tuple[str, str | None, bool, Any]] = []
+    for name, argument in definition.args.items():
+        out_name = argument.out_name or name
+        value = given.get(name)
+        if isinstance(value, VariableNode):
+            entries.append((out_name, value.name.value, is_non_null_type(argument.type), None))
+            continue
+        if is_required_argument(argument):
+            return None
+        try:
+            default = coerce_default_value(argument)
+        except Exception:
+            return None
+        if default is Undefined:
+            continue
+        if not isinstance(default, _IMMUTABLE):
+            return None
+        entries.append((out_name, None, False, default))
+    return tuple(entries)
 
 
 def _leaf_arguments(
@@ -793,11 +832,7 @@ class Run:
                 info = self._info(field, path)
                 arguments = self.arguments.get(field) if field.has_arguments else _NO_ARGUMENTS
                 if arguments is None:
-                    arguments = get_argument_values(
-                        field.definition,  # type: ignore[arg-type]
-                        field.nodes[0],
-                        self.variables,
-                    )
+                    arguments = self._raw_arguments(field)
                     self.arguments[field] = arguments
                 result = field.resolve(source, info, **arguments)  # type: ignore[misc]
         except Exception as raw:
@@ -847,6 +882,31 @@ class Run:
         awaited, not when it is started)."""
         return await self._call(field, source, path)
 
+    def _raw_arguments(self, field: FieldPlan) -> dict[str, Any]:
+        """``get_argument_values`` for the field: read straight off the coerced
+        variables when every argument it is given is a variable the request holds
+        (``FieldPlan.variable_arguments``), else by graphql-core (a default to apply, a
+        null to refuse, a literal to coerce)."""
+        entries = field.variable_arguments
+        if entries is not None:
+            coerced = self.variables.coerced
+            raw: dict[str, Any] = {}
+            for name, variable, non_null, default in entries:
+                if variable is None:
+                    raw[name] = default
+                    continue
+                value = coerced.get(variable, Undefined)
+                if value is Undefined or (value is None and non_null):
+                    break
+                raw[name] = value
+            else:
+                return raw
+        return get_argument_values(
+            field.definition,  # type: ignore[arg-type]
+            field.nodes[0],
+            self.variables,
+        )
+
     def _converted(self, field: FieldPlan, info: Any) -> dict[str, Any]:
         """A fresh dict of the field's converted arguments: converted once per run (once
         per plan when they name no variable and hold nothing mutable)."""
@@ -855,15 +915,7 @@ class Run:
             return dict(static)
         converted = self.arguments.get(field)
         if converted is None:
-            raw = (
-                get_argument_values(
-                    field.definition,  # type: ignore[arg-type]
-                    field.nodes[0],
-                    self.variables,
-                )
-                if field.has_arguments
-                else _NO_ARGUMENTS
-            )
+            raw = self._raw_arguments(field) if field.has_arguments else _NO_ARGUMENTS
             leaves = field.leaf_arguments
             if leaves is not None:
                 converted = {

@@ -145,6 +145,44 @@ async def test_hand_written_operations_answer_as_graphql_core_does(
             assert denied == []
 
 
+PAGED = """query($u: USCC!, $n: Int, $a: String) { enterprise(uscc: $u) {
+  businessFiles { platform stores(first: $n, after: $a) { edges { node { name } } } } } }"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "most", "refusal"),
+    [
+        ({"u": HANGZHOU, "n": 1, "a": None}, 1, None),
+        ({"u": HANGZHOU, "n": 2}, 2, None),  # $a left out: after's default
+        ({"u": HANGZHOU}, 2, None),  # both left out: the defaults (10, of its 2 stores)
+        (
+            {"u": HANGZHOU, "n": None},
+            None,
+            "Argument 'first' has invalid value: Expected variable '$n' provided to"
+            " non-null type 'Int!' not to be None.",
+        ),
+    ],
+)
+async def test_arguments_from_variables_answer_as_graphql_core_does(
+    runtime: Runtime, variables: dict[str, Any], most: int | None, refusal: str | None
+) -> None:
+    """Arguments read straight off the variables when every one given is a variable the
+    request holds; graphql-core's own reading for a variable left out or a null."""
+    viewer, _claims = VIEWERS["member"]
+    planned, reference = await both(runtime, viewer, PAGED, variables)
+    assert planned == reference
+    data, errors = planned
+    if refusal is None:
+        stores = [len(f["stores"]["edges"]) for f in data["enterprise"]["businessFiles"]]
+        assert max(stores) == most
+        assert errors == []
+    else:
+        # null for first's Int!: each platform's stores refused, as graphql-core says
+        assert [(error["message"], error["path"][-1]) for error in errors] == [
+            (refusal, "stores")
+        ] * 4
+
+
 async def test_abstract_types_and_fragments_answer_as_graphql_core_does(
     runtime: Runtime, client: Any
 ) -> None:
