@@ -6,9 +6,10 @@ enterprises, warms Redis with every request body of each scenario (bench/scenari
 bodies drawn as `make bench` draws them), then drives the gateway's ASGI app in process
 (no HTTP server; 16 requests at a time, 4 for pages of badges or search hits) under
 valgrind's callgrind twice, for 320 and for 1,600 requests, and prints the difference
-divided by 1,280: what one warm request costs, start-up excluded. The Redis and MongoDB servers run outside valgrind and are not
-counted. Needs valgrind (Debian: `apt-get install valgrind`); about two minutes a
-scenario. Compare two versions of the code by running this from each checkout.
+divided by 1,280: what one warm request costs, start-up excluded. The Redis and MongoDB
+servers run outside valgrind and are not counted. Needs valgrind (Debian: `apt-get
+install valgrind`); about two minutes a scenario. Compare two versions of the code by
+running this from each checkout.
 """
 
 from __future__ import annotations
