@@ -14,7 +14,7 @@ from typing import Any, Self, cast
 import strawberry
 from strawberry.relay import Edge, ListConnection, PageInfo
 from strawberry.relay.types import PREFIX, NodeType
-from strawberry.relay.utils import from_base64
+from strawberry.relay.utils import from_base64, to_base64
 from strawberry.types.base import StrawberryContainer, get_object_definition
 
 from gateway.viewer import Viewer
@@ -75,7 +75,9 @@ class CountedListConnection(ListConnection[NodeType]):
         edge = _edge_class(cls)  # type: ignore[arg-type]  # classes are hashable
         start = int(from_base64(after)[1]) + 1 if after is not None else 0
         page = items[start : start + first]
-        edges = [edge.resolve_edge(node, cursor=start + i) for i, node in enumerate(page)]
+        # ``Edge.resolve_edge``, its cursor encoded once per offset.
+        prefix = edge.CURSOR_PREFIX
+        edges = [edge(cursor=_cursor(prefix, start + i), node=node) for i, node in enumerate(page)]
         return cls(
             edges=edges,
             page_info=PageInfo(
@@ -117,6 +119,13 @@ class CountedListConnection(ListConnection[NodeType]):
         return loader.then(key, lambda docs: cls.page(build(docs), first=first, after=after))
 
 
+@functools.lru_cache(maxsize=4096)
+def _cursor(prefix: str, offset: int) -> str:
+    """The cursor of the item at ``offset`` (``Edge.resolve_edge``'s), encoded once:
+    offsets are few (a list's length at most), and every page repeats them."""
+    return to_base64(prefix, offset)
+
+
 @functools.cache
 def _edge_class(connection: type[ListConnection[Any]]) -> type[Edge[Any]]:
     """The concrete edge type of a connection class, resolved once."""
@@ -126,4 +135,6 @@ def _edge_class(connection: type[ListConnection[Any]]) -> type[Edge[Any]]:
     edge: Any = field.resolve_type(type_definition=definition)
     while isinstance(edge, StrawberryContainer):
         edge = edge.of_type
+    # ``page`` builds edges as ``Edge.resolve_edge`` does: no edge type may differ.
+    assert edge.resolve_edge.__func__ is Edge.resolve_edge.__func__, edge  # type: ignore[attr-defined]
     return cast("type[Edge[Any]]", edge)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -209,6 +210,8 @@ async def test_change_records_page_by_cursor(client: httpx.AsyncClient) -> None:
         if not connection["pageInfo"]["hasNextPage"]:
             break
         after = connection["pageInfo"]["endCursor"]
+        # Relay's array cursors: base64 of "arrayconnection:<offset>".
+        assert after == base64.b64encode(f"arrayconnection:{2 * pages - 1}".encode()).decode()
     assert pages == 3
     assert len(seen) == 5
     dates = [node["date"] for node in seen]
