@@ -320,6 +320,8 @@ class FieldPlan:
                 self.leaf_type = leaf.type
                 self.leaf = leaf
                 self.same = next((cls for type_, cls in _SAME if leaf.type is type_), None)
+                if getattr(leaf.type, "coerce_output_value", None) is str:
+                    self.same = str  # a scalar of ours that serializes with ``str`` (USCC)
 
 
 def _variable_arguments(
