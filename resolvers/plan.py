@@ -884,6 +884,20 @@ class Run:
         awaited, not when it is started)."""
         return await self._call(field, source, path)
 
+    async def _resolved_async(self, field: FieldPlan, source: Any, path: Path) -> Any:
+        """An asynchronous resolver's field, called, awaited and completed in one
+        coroutine (``execute_field``'s ``_call_async`` then ``_complete_awaitable``)."""
+        completion: Completion = field.completion  # type: ignore[assignment]
+        try:
+            result = await self._call(field, source, path)
+            completed = self.complete(field, completion, path, result, None)
+            if is_awaitable(completed):
+                completed = await completed
+            return completed
+        except Exception as raw:
+            self.field_error(raw, completion, field.nodes, path)
+            return None
+
     def _raw_arguments(self, field: FieldPlan) -> dict[str, Any]:
         """``get_argument_values`` for the field: read straight off the coerced
         variables when every argument it is given is a variable the request holds
@@ -1359,7 +1373,13 @@ def _executor(
             f"if is_awaitable(value): pending.append({key})",
         ]
         fetch = _fetch(field, index, namespace)
-        if fetch is None:
+        if field.how == _DIRECT and field.is_async:
+            body = [
+                f"value = run._resolved_async({name}, source, Path(path, {key}, {type_name!r}))",
+                f"results[{key}] = value",
+                f"pending.append({key})",
+            ]
+        elif fetch is None:
             body = generic
         elif field.leaf_type is not None:
             body = _leaf_lines(field, index, key, type_name, fetch, namespace)
