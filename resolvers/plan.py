@@ -1339,12 +1339,14 @@ def _executor(
     fields: list[FieldPlan], runtime_type: GraphQLObjectType
 ) -> Callable[[Run, Any, Path | None], Any]:
     """``Run.execute_fields`` for one selection on one object type, written out as a
-    Python function: a line or two per field where the loop would look up, per value,
+    Python function: a few lines per field where the loop would look up, per value,
     how the field resolves, whether its rule lets it through and how its value
-    completes. An attribute or method read whose value is of the field's object type
-    (or a list of them) goes straight to that selection's own function; anything
-    unusual (an error, null, an awaitable, another class) takes ``Run``'s general path,
-    which stays the reference."""
+    completes. An attribute read, a method or a synchronous resolver called, its value
+    completed in line when it is an ordinary scalar, or passed straight to the function
+    of the field's selection when it is of the field's object type (or a list of them);
+    an asynchronous resolver called, awaited and completed in one coroutine; anything
+    unusual (an error, null, an awaitable, another class, a rule that is not open to
+    the viewer) takes ``Run``'s general path, which stays the reference."""
     namespace: dict[str, Any] = {
         "Path": Path,
         "is_awaitable": is_awaitable,
@@ -1401,9 +1403,9 @@ def _executor(
         "        return results",
         "    return _await_pending(results, pending)",
     ]
-    exec(
-        _compiled("\n".join(lines), type_name), namespace
-    )  # the text above, written from the schema's names
+    # The text holds the schema's names and the document's response keys, each key
+    # written as a Python literal (``repr``); everything else is a name in ``namespace``.
+    exec(_compiled("\n".join(lines), type_name), namespace)
     execute: Callable[[Run, Any, Path | None], Any] = namespace["execute"]
     return execute
 
@@ -1411,7 +1413,7 @@ def _executor(
 @functools.lru_cache(maxsize=1024)
 def _compiled(text: str, type_name: str) -> CodeType:
     """An executor's text compiled, once for every selection written the same (the
-    same fields of a type, in any document; aliases of one selection)."""
+    same fields of a type under the same keys, in any document or under any alias)."""
     return compile(text, f"<plan {type_name}>", "exec")
 
 
