@@ -824,12 +824,10 @@ class Run:
                     result = field.call(source)  # type: ignore[misc]
                 info = None
             elif how == _DIRECT:
+                if field.is_async:
+                    return self._resolved_async(field, source, path)
                 info = None  # built for completion only if it needs one
-                result = (
-                    self._call_async(field, source, path)
-                    if field.is_async
-                    else self._call(field, source, path)
-                )
+                result = self._call(field, source, path)
             else:
                 info = self._info(field, path)
                 arguments = self.arguments.get(field) if field.has_arguments else _NO_ARGUMENTS
@@ -878,15 +876,11 @@ class Run:
             field.parent_type.name,
         )
 
-    async def _call_async(self, field: FieldPlan, source: Any, path: Path) -> Any:
-        """An asynchronous resolver's call: checked and converted when it is awaited,
-        as Strawberry's asynchronous resolver is (a denial is raised when the field is
-        awaited, not when it is started)."""
-        return await self._call(field, source, path)
-
     async def _resolved_async(self, field: FieldPlan, source: Any, path: Path) -> Any:
         """An asynchronous resolver's field, called, awaited and completed in one
-        coroutine (``execute_field``'s ``_call_async`` then ``_complete_awaitable``)."""
+        coroutine: checked and converted when it is awaited, as Strawberry's
+        asynchronous resolver is (a denial is raised when the field is awaited, not
+        when it is started)."""
         completion: Completion = field.completion  # type: ignore[assignment]
         try:
             result = await self._call(field, source, path)
