@@ -300,7 +300,7 @@ class GraphQLView:
         if audit:
             await record_or_withhold(runtime, audit, body)
         observed(_outcome(body), body.get("errors", ()))
-        if "errors" in body:
+        if len(body.get("errors", ())) > 1:
             # Raised in whatever order fields finished; sent in document order, so the
             # same request always gets the same bytes.
             body["errors"].sort(key=_document_order)

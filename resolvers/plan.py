@@ -113,6 +113,9 @@ from resolvers.permissions import (
 __all__ = ["Plan", "compile_plan", "compiled_plan"]
 
 is_awaitable = optimized_is_awaitable
+#: ``Path`` is a named tuple: ``_tuple(Path, (prev, key, typename))`` builds one as
+#: ``Path(prev, key, typename)`` does, without the Python ``__new__`` named tuples get.
+_tuple = tuple.__new__
 
 #: How a field gets its value: its type's name, an attribute of the object, a method
 #: of the object, its resolver called directly (these three checking the field's
@@ -740,13 +743,17 @@ class Run:
                                 results[field.key] = coerced
                                 continue
                     except Exception as raw:
-                        at = Path(path, field.key, type_name)
+                        at = _tuple(Path, (path, field.key, type_name))
                         self.field_error(raw, field.completion, field.nodes, at)  # type: ignore[arg-type]
                         results[field.key] = None
                         continue
-                    value = self._completed(field, Path(path, field.key, type_name), result)
+                    value = self._completed(
+                        field, _tuple(Path, (path, field.key, type_name)), result
+                    )
                 else:
-                    value = self.execute_field(field, source, Path(path, field.key, type_name))
+                    value = self.execute_field(
+                        field, source, _tuple(Path, (path, field.key, type_name))
+                    )
                 results[field.key] = value
                 if is_awaitable(value):
                     pending.append(field.key)
@@ -775,10 +782,10 @@ class Run:
                 if coerced is not None and coerced is not Undefined:
                     return coerced
         except Exception as raw:
-            at = Path(path, field.key, type_name)
+            at = _tuple(Path, (path, field.key, type_name))
             self.field_error(raw, field.completion, field.nodes, at)  # type: ignore[arg-type]
             return None
-        return self._completed(field, Path(path, field.key, type_name), result)
+        return self._completed(field, _tuple(Path, (path, field.key, type_name)), result)
 
     def _info(self, field: FieldPlan, path: Path) -> Any:
         plan = self.plan
@@ -1053,7 +1060,7 @@ class Run:
         pending: list[int] = []
         try:
             for index, item in enumerate(result):
-                item_path = Path(path, index, None)
+                item_path = _tuple(Path, (path, index, None))
                 if (
                     target is not None
                     and item.__class__ is target[0]
@@ -1343,6 +1350,7 @@ def _executor(
     the viewer) takes ``Run``'s general path, which stays the reference."""
     namespace: dict[str, Any] = {
         "Path": Path,
+        "_tuple": _tuple,
         "is_awaitable": is_awaitable,
         "_settle": _settle,
         "_await_pending": _await_pending,
@@ -1363,15 +1371,16 @@ def _executor(
         name = f"F{index}"
         namespace[name] = field
         _target(field)
+        at = f"_tuple(Path, (path, {key}, {type_name!r}))"  # this field's path
         generic = [
-            f"value = run.execute_field({name}, source, Path(path, {key}, {type_name!r}))",
+            f"value = run.execute_field({name}, source, {at})",
             f"results[{key}] = value",
             f"if is_awaitable(value): pending.append({key})",
         ]
         fetch = _fetch(field, index, namespace)
         if field.how == _DIRECT and field.is_async:
             body = [
-                f"value = run._resolved_async({name}, source, Path(path, {key}, {type_name!r}))",
+                f"value = run._resolved_async({name}, source, {at})",
                 f"results[{key}] = value",
                 f"pending.append({key})",
             ]
@@ -1491,7 +1500,7 @@ def _leaf_lines(
         *(f"    {line}" for line in fetch),
         "except Exception as raw:",
         f"    run.field_error(raw, F{index}.completion, F{index}.nodes,"
-        f" Path(path, {key}, {type_name!r}))",
+        f" _tuple(Path, (path, {key}, {type_name!r})))",
         f"    results[{key}] = None",
         "else:",
         *(f"    {line}" for line in branches),
@@ -1537,7 +1546,7 @@ def _value_lines(
             "else:",
         ]
     return [
-        f"p = Path(path, {key}, {type_name!r})",
+        f"p = _tuple(Path, (path, {key}, {type_name!r}))",
         "try:",
         *(f"    {line}" for line in fetch),
         "except Exception as raw:",
