@@ -63,6 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.serving import HttpProtocol
     from gateway.settings import ConfigurationError
 
     settings = _settings(gateway_host=args.host, gateway_port=args.port)
@@ -82,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.gateway_log_level.lower(),
         log_config=None,  # uvicorn's loggers go through ours (request ids, JSON)
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # httptools, each response in one write
         access_log=False,  # gateway/accesslog.py logs requests without query strings
     )
     return 0
