@@ -50,6 +50,7 @@ __all__ = [
     "check_platform_fields",
     "decide",
     "enforce",
+    "field_denial",
     "field_rule",
     "fragment_definitions",
     "platform_hidden",
@@ -193,15 +194,32 @@ def check_field(
 ) -> None:
     """``enforce`` for the field at ``path`` itself, for callers that hold its parts
     rather than a Strawberry ``Info`` (the compiled plans of resolvers/plan.py)."""
+    denied = field_denial(context, rule, enterprise, field_name, field_nodes, path, parent_type)
+    if denied is not None:
+        raise denied
+
+
+def field_denial(
+    context: Any,
+    rule: Rule,
+    enterprise: str | None,
+    field_name: str,
+    field_nodes: list[FieldNode],
+    path: Path,
+    parent_type: str,
+) -> GraphQLError | None:
+    """``check_field``'s verdict without raising it: the denial of the value at
+    ``path``, or None when the viewer may see it (an audited read is recorded first).
+    A caller that keeps the error itself spares the raise and its traceback."""
     decision = _decision(context, rule, enterprise)
     if decision is Decision.ALLOW:
-        return
+        return None
     if decision is Decision.ALLOW_AUDITED:
         context.audit.read(
             enterprise, f"{parent_type}.{field_name}", tuple(path.as_list()), rule.scopes
         )
-        return
-    raise _denial(context, field_name, field_nodes, path, rule, decision)
+        return None
+    return _denial(context, field_name, field_nodes, path, rule, decision)
 
 
 def open_to_viewer(context: Any, rule: Rule) -> bool:

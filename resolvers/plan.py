@@ -105,6 +105,7 @@ from resolvers.permissions import (
     Rule,
     VisibilityExtension,
     check_field,
+    field_denial,
     fragment_definitions,
     open_to_viewer,
     select_operation,
@@ -816,7 +817,7 @@ class Run:
             if how < _DIRECT:  # an attribute or a method
                 rule = field.rule
                 if rule is not None and not self.opens(rule):
-                    check_field(
+                    denied = field_denial(
                         self.context,
                         rule,
                         getattr(source, "enterprise_uscc", None),
@@ -825,6 +826,11 @@ class Run:
                         path,
                         field.parent_type.name,
                     )
+                    if denied is not None:
+                        if completion.kind == _NON_NULL:
+                            raise denied  # nulls its parent (field_error, below)
+                        self.add_error(denied, path)  # kept as is, never raised
+                        return None
                 if how == _ATTRIBUTE:
                     result = getattr(source, field.python_name)
                 else:

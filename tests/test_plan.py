@@ -12,6 +12,7 @@ import enum
 import gc
 import weakref
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -32,9 +33,10 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from gateway.graphql_view import _document_order, request_context
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
-from gateway.viewer import Viewer
+from gateway.viewer import Anonymous, Viewer
 from resolvers.engine import Engine
 from resolvers.limits import Measured, measure
+from resolvers.permissions import Tier, visible
 from resolvers.plan import _WRITTEN_AFTER, Completion, compile_plan, compiled_plan
 from resolvers.schema import schema
 from tests.test_archive import HANGZHOU, INDIVIDUAL
@@ -534,3 +536,50 @@ def test_variables_coerce_as_graphql_core_coerces_them(raw: dict[str, Any], erro
     assert sources(ours) == sources(reference)
     assert ours.coerced["u"] == (raw["u"] if isinstance(raw["u"], list) else [raw["u"]])
     assert ours.coerced["first"] == raw.get("first", 2)
+
+
+@strawberry.type
+class Guarded:
+    enterprise_uscc: strawberry.Private[str | None]
+    shown: str = visible(Tier.PUBLIC, "Anyone's.")
+    kept: str = visible(Tier.MEMBER, "A member's, never null.")
+    maybe: str | None = visible(Tier.MEMBER, "A member's.")
+
+
+@strawberry.type
+class GuardedQuery:
+    @strawberry.field
+    def guarded(self) -> Guarded | None:
+        return Guarded(enterprise_uscc=None, shown="a", kept="b", maybe="c")
+
+
+GUARDED = strawberry.Schema(query=GuardedQuery)
+
+
+@pytest.mark.parametrize(
+    ("query", "data", "errors"),
+    [
+        (
+            "{ guarded { shown maybe } }",
+            {"guarded": {"shown": "a", "maybe": None}},
+            [("Log in to see maybe (tier MEMBER).", ["guarded", "maybe"])],
+        ),
+        (  # a denied non-null field nulls its parent, and what follows it is not run
+            "{ guarded { shown kept maybe } }",
+            {"guarded": None},
+            [("Log in to see kept (tier MEMBER).", ["guarded", "kept"])],
+        ),
+    ],
+)
+async def test_a_denied_field_is_kept_as_its_error_written_or_interpreted(
+    query: str, data: Any, errors: list[tuple[str, list[Any]]]
+) -> None:
+    plan = compile_plan(GUARDED._schema, parse(query), None)
+    assert plan is not None
+    for written in (True, False):
+        context = SimpleNamespace(viewer=Anonymous(), decisions={})
+        result = await plan.run(None, context, None, written=written)  # type: ignore[arg-type]
+        assert result.data == data
+        assert [(error.message, error.path, error.extensions) for error in result.errors or ()] == [
+            (message, path, {"code": "UNAUTHENTICATED"}) for message, path in errors
+        ]
