@@ -52,7 +52,12 @@ from resolvers.limits import (
     operation_cost,
     public_cached,
 )
-from resolvers.permissions import platform_middleware, public_operation, select_operation
+from resolvers.permissions import (
+    Denied,
+    platform_middleware,
+    public_operation,
+    select_operation,
+)
 from resolvers.plan import Plan, compiled_plan
 
 __all__ = ["Engine", "OperationRefused"]
@@ -117,7 +122,10 @@ def _body(
 def _forget_traceback(error: GraphQLError) -> None:
     """Drop the tracebacks of an error, of its original and of the exceptions they were
     raised from or while handling, which would keep the frames that raised them, and
-    what they hold, alive in a cycle only the collector frees."""
+    what they hold, alive in a cycle only the collector frees. A denial never raised
+    (``field_denial``) holds none."""
+    if error.__class__ is Denied and error.__traceback__ is None:
+        return
     for start in (error, error.original_error):
         exception: BaseException | None = start
         for _ in range(_CHAINED):

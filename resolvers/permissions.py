@@ -42,6 +42,7 @@ from gateway.viewer import Anonymous, Operator, Owner, ServiceClient, Viewer
 
 __all__ = [
     "Decision",
+    "Denied",
     "Rule",
     "Tier",
     "Visibility",
@@ -56,6 +57,7 @@ __all__ = [
     "platform_hidden",
     "platform_middleware",
     "public_operation",
+    "request_decision",
     "select_operation",
     "visible",
 ]
@@ -166,7 +168,7 @@ def enforce(
             raw.parent_type.name,
         )
         return
-    decision = _decision(info.context, rule, enterprise)
+    decision = request_decision(info.context, rule, enterprise)
     if decision is Decision.ALLOW:
         return
     if decision is Decision.ALLOW_AUDITED:
@@ -211,7 +213,7 @@ def field_denial(
     """``check_field``'s verdict without raising it: the denial of the value at
     ``path``, or None when the viewer may see it (an audited read is recorded first).
     A caller that keeps the error itself spares the raise and its traceback."""
-    decision = _decision(context, rule, enterprise)
+    decision = request_decision(context, rule, enterprise)
     if decision is Decision.ALLOW:
         return None
     if decision is Decision.ALLOW_AUDITED:
@@ -226,10 +228,13 @@ def open_to_viewer(context: Any, rule: Rule) -> bool:
     """Whether ``check_field`` lets every value guarded by ``rule`` through for this
     request's viewer, whatever the enterprise, with nothing to audit: a field such a
     rule guards need not be checked value by value (resolvers/plan.py)."""
-    return not rule.per_enterprise and _decision(context, rule, None) is Decision.ALLOW
+    return not rule.per_enterprise and request_decision(context, rule, None) is Decision.ALLOW
 
 
-def _decision(context: Any, rule: Rule, enterprise: str | None) -> Decision:
+def request_decision(context: Any, rule: Rule, enterprise: str | None) -> Decision:
+    """``decide`` for the request's viewer, made once per request for each rule (and
+    enterprise, where the rule depends on it): an audited allowance of a rule that is
+    not audited is a plain one."""
     key = (rule, enterprise if rule.per_enterprise else None)
     decision: Decision | None = context.decisions.get(key)
     if decision is None:

@@ -28,7 +28,7 @@ from gateway.viewer import Owner
 from loaders.base import SourceLoader, load_together
 from loaders.platforms import CERTIFYING_PLATFORMS, PLATFORMS
 from resolvers.context import Info
-from resolvers.permissions import Decision, decide, field_rule
+from resolvers.permissions import Decision, field_rule, request_decision
 
 __all__ = ["may_see", "prefetch_enterprises", "selections"]
 
@@ -92,7 +92,8 @@ def may_see(info: Info, type_name: str, field_name: str) -> bool:
     viewer = info.context.viewer
     if rule.per_enterprise and isinstance(viewer, Owner):
         return True
-    return decide(rule, viewer, None) not in (Decision.UNAUTHENTICATED, Decision.FORBIDDEN)
+    decision = request_decision(info.context, rule, None)
+    return decision not in (Decision.UNAUTHENTICATED, Decision.FORBIDDEN)
 
 
 async def prefetch_enterprises(
