@@ -44,9 +44,11 @@ class Authenticator:
     leeway_seconds: int
     keys: dict[str, PyJWK]
     jwks_client: PyJWKClient | None = None
-    #: Tokens verified in the last minute, with their viewer and expiry: a client sends
-    #: the same token on every request, and verifying an ES256 signature costs more than
-    #: serving a small answer. Kept a minute at most, so a key taken out of the JWKS
+    #: Tokens verified in the last minute, with their viewer and expiry, by the whole
+    #: Authorization header that carried them: a client sends the same header on every
+    #: request, and verifying an ES256 signature costs more than serving a small answer
+    #: (so does matching a header of some 600 characters against its pattern, spared too
+    #: once the header has passed). Kept a minute at most, so a key taken out of the JWKS
     #: stops being trusted within a minute here too.
     _verified: OrderedDict[str, tuple[Viewer, float]] = field(default_factory=OrderedDict)
 
@@ -74,16 +76,18 @@ class Authenticator:
     async def authenticate(self, authorization: str | None) -> Viewer:
         if authorization is None:
             return Anonymous()
+        now = time.time()
+        remembered = self._verified.get(authorization)
+        if remembered is not None and remembered[1] > now:
+            return remembered[0]
         match = _BEARER.match(authorization.strip())
         if match is None:
             raise TokenError("the Authorization header must be 'Bearer <token>'")
-        token = match.group(1)
-        now = time.time()
-        remembered = self._verified.get(token)
-        if remembered is not None and remembered[1] > now:
-            return remembered[0]
-        viewer, expires = await self._verify(token)
-        self._verified[token] = (viewer, min(expires + self.leeway_seconds, now + _REMEMBER_S))
+        viewer, expires = await self._verify(match.group(1))
+        self._verified[authorization] = (
+            viewer,
+            min(expires + self.leeway_seconds, now + _REMEMBER_S),
+        )
         while len(self._verified) > _REMEMBERED_TOKENS:
             self._verified.popitem(last=False)
         return viewer

@@ -130,11 +130,34 @@ def _public_schema(settings: Settings, viewer: Viewer) -> bool:
 
 
 def _document_order(error: Mapping[str, Any]) -> tuple[Any, ...]:
-    locations = error.get("locations") or [{"line": 0, "column": 0}]
+    """Where an error belongs in the document: its first location, then its path, a
+    list index before a field name where the two meet."""
+    locations = error.get("locations") or _NOWHERE
     path = tuple(
         (0, step, "") if isinstance(step, int) else (1, 0, step) for step in error.get("path") or ()
     )
     return (locations[0]["line"], locations[0]["column"], path)
+
+
+def _plain_order(error: Mapping[str, Any]) -> tuple[Any, ...]:
+    """``_document_order`` with the path as it is: the same order wherever two paths
+    compare at all (an index with an index, a name with a name), without a tuple per
+    step; where an index meets a name, comparing raises ``TypeError``."""
+    locations = error.get("locations") or _NOWHERE
+    return (locations[0]["line"], locations[0]["column"], error.get("path") or _NO_PATH)
+
+
+def in_document_order(errors: list[dict[str, Any]]) -> None:
+    """Sort ``errors`` by ``_document_order``: by the plain paths when they all compare,
+    else (the list as it was: a sort that raises leaves it part sorted) by steps."""
+    try:
+        errors[:] = sorted(errors, key=_plain_order)
+    except TypeError:  # a list index and a field name at one step of two paths
+        errors.sort(key=_document_order)
+
+
+_NOWHERE = ({"line": 0, "column": 0},)
+_NO_PATH: list[Any] = []
 
 
 def _span_attributes(context: Context, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,7 +326,7 @@ class GraphQLView:
         if len(body.get("errors", ())) > 1:
             # Raised in whatever order fields finished; sent in document order, so the
             # same request always gets the same bytes.
-            body["errors"].sort(key=_document_order)
+            in_document_order(body["errors"])
         if not _public_schema(settings, viewer):
             for error in body.get("errors", ()):
                 if "Did you mean" in error["message"]:  # the search only where it finds

@@ -54,6 +54,12 @@ class EntityKind(enum.Enum):
     OTHER = "other"
 
 
+# Looked up, not called: ``EntityKind(code)`` runs Python 3.11's ``Enum.__call__`` and
+# raises for every code that is not a kind.
+_KINDS = {kind.value: kind for kind in EntityKind}
+_OTHER = EntityKind.OTHER
+
+
 def _org_code_value(char: str) -> int:
     # GB 11714 maps digits to 0-9 and every Latin capital to 10-35.
     return int(char) if char.isdigit() else ord(char) - ord("A") + 10
@@ -117,10 +123,7 @@ _remembered_uscc = functools.lru_cache(maxsize=65_536)(_validate_uscc)
 
 
 def entity_kind(uscc: str) -> EntityKind:
-    try:
-        return EntityKind(uscc[:2])
-    except ValueError:
-        return EntityKind.OTHER
+    return _KINDS.get(uscc[:2], _OTHER)
 
 
 def id_number_check_char(first17: str) -> str:

@@ -22,6 +22,7 @@ __all__ = ["CERTIFYING_PLATFORMS", "INDEXES", "PLATFORMS", "PlatformLoaders"]
 #: The four platform sources (one shape of collection each; declared with the contracts).
 PLATFORMS = PLATFORM_SOURCES
 CERTIFYING_PLATFORMS = (Source.PLATFORM_1688, Source.PLATFORM_ALIBABA_COM)
+_1688 = Source.PLATFORM_1688
 
 STORES = "stores"
 #: One summary per enterprise (``_id`` = USCC): store count and case counts.
@@ -158,7 +159,7 @@ class PlatformLoaders:
 
     @built_once
     def chengxintong(self) -> ChengxintongByUsccLoader | None:
-        if self.source != Source.PLATFORM_1688:
+        if self.source != _1688:
             return None
         return ChengxintongByUsccLoader(
             self._sources, self._cache, deadline=self._deadline, loop=self._loop

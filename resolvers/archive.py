@@ -22,7 +22,7 @@ from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, CountedListC
 from resolvers.permissions import Tier, visible
 from resolvers.platforms import PlatformFields
 from resolvers.prefetch import prefetch_enterprises, selections
-from resolvers.scalars import USCC
+from resolvers.scalars import USCC, by_value
 from resolvers.trail import AccessLogFields
 
 __all__ = ["ArchiveQuery", "Enterprise"]
@@ -41,6 +41,9 @@ class BusinessStatus(enum.Enum):
     CANCELLED = strawberry.enum_value("CANCELLED", description="注销：deregistered")
     MOVED_OUT = strawberry.enum_value("MOVED_OUT", description="迁出：moved to another registry")
     LIQUIDATING = strawberry.enum_value("LIQUIDATING", description="清算中：in liquidation")
+
+
+_business_status = by_value(BusinessStatus)
 
 
 @strawberry.enum(description="Whether a shareholder is a natural or a legal person.")
@@ -166,7 +169,7 @@ class RegistryFields:
 
     @visible(Tier.PUBLIC, "Registration status.")
     def status(self) -> BusinessStatus:
-        return BusinessStatus(self.document["status"])
+        return _business_status(self.document["status"])
 
     @visible(Tier.PUBLIC, "Operating period of the licence.")
     def operating_period(self) -> OperatingPeriod:

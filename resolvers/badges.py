@@ -12,7 +12,7 @@ from loaders.codes import UsccError, validate_uscc
 from resolvers.context import Info
 from resolvers.errors import bad_user_input, service_suspended
 from resolvers.identity import is_verified
-from resolvers.integrity import ServiceState, withheld_because
+from resolvers.integrity import ServiceState, service_state, withheld_because
 from resolvers.permissions import Tier, visible
 from resolvers.prefetch import may_see, selections
 from resolvers.scalars import USCC
@@ -87,7 +87,7 @@ class IntegrityBadge:
             uscc=USCC(enterprise["_id"]),
             name=enterprise["name"],
             verified=is_verified(authentication),
-            service_state=ServiceState(status["status"]) if status is not None else None,
+            service_state=service_state(status["status"]) if status is not None else None,
             updated_at=max(moments),
         )
 

@@ -15,7 +15,7 @@ from loaders.registry import Verification, verify_legal_representative
 from resolvers.context import Info
 from resolvers.errors import bad_user_input, rate_limited
 from resolvers.permissions import Tier, visible
-from resolvers.scalars import USCC
+from resolvers.scalars import USCC, by_value
 
 __all__ = ["IdentityFields", "IdentityQuery", "is_verified"]
 
@@ -31,6 +31,10 @@ class AuthenticationStatus(enum.Enum):
     EXPIRED = "EXPIRED"
     REJECTED = "REJECTED"
     NOT_APPLIED = strawberry.enum_value("NOT_APPLIED", description="Never applied for.")
+
+
+_authentication_status = by_value(AuthenticationStatus)
+_NOT_APPLIED = AuthenticationStatus.NOT_APPLIED
 
 
 @strawberry.enum(description="How the identity was authenticated.")
@@ -62,9 +66,7 @@ class IdentityAuthentication:
     @visible(Tier.MEMBER, "State of the authentication.")
     def status(self) -> AuthenticationStatus | None:
         doc = self.document
-        return (
-            AuthenticationStatus.NOT_APPLIED if doc is None else AuthenticationStatus(doc["status"])
-        )
+        return _NOT_APPLIED if doc is None else _authentication_status(doc["status"])
 
     @visible(Tier.MEMBER, "When it was verified.")
     def verified_at(self) -> dt.datetime | None:

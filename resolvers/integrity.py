@@ -13,7 +13,7 @@ from loaders.base import MISSING, Document
 from resolvers.context import Info
 from resolvers.errors import service_suspended
 from resolvers.permissions import Tier, visible
-from resolvers.scalars import USCC
+from resolvers.scalars import USCC, by_value
 
 __all__ = ["IntegrityFields", "ServiceState"]
 
@@ -23,6 +23,10 @@ class ServiceState(enum.Enum):
     ACTIVE = "ACTIVE"
     SUSPENDED = strawberry.enum_value("SUSPENDED", description="Display suspended for now.")
     TERMINATED = strawberry.enum_value("TERMINATED", description="Service ended.")
+
+
+service_state = by_value(ServiceState)
+_ACTIVE = ServiceState.ACTIVE.value
 
 
 @strawberry.type(description="The integrity service of an enterprise.")
@@ -36,7 +40,7 @@ class ServiceStatus:
     def from_document(cls, uscc: str, doc: Document) -> Self:
         return cls(
             enterprise_uscc=uscc,
-            state=ServiceState(doc["status"]),
+            state=service_state(doc["status"]),
             since=doc["since"],
             reason=doc["reason"],
         )
@@ -106,6 +110,6 @@ def _level(status: Document | None, level: Document | None) -> IntegrityLevel | 
 
 def withheld_because(status: Document | None) -> str | None:
     """Why integrity data must not be shown, or None when it may be."""
-    if status is None or status["status"] == ServiceState.ACTIVE.value:
+    if status is None or status["status"] == _ACTIVE:
         return None
     return f"Integrity level withheld: the enterprise's service is {status['status'].lower()}."

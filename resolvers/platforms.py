@@ -17,7 +17,7 @@ from loaders.platforms import PLATFORMS, PlatformLoaders
 from resolvers.context import Info
 from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, CountedListConnection
 from resolvers.permissions import Tier, visible
-from resolvers.scalars import USCC
+from resolvers.scalars import USCC, by_value
 
 __all__ = ["PlatformFields"]
 
@@ -74,6 +74,11 @@ class CertificationResult(enum.Enum):
     FAILED = "FAILED"
 
 
+_store_status = by_value(StoreStatus)
+_certification_result = by_value(CertificationResult)
+_risk_kind = by_value(RiskKind)
+
+
 @strawberry.type(description="A store of the enterprise on a platform.")
 class Store(relay.Node):
     node_key: relay.NodeID[str]
@@ -92,7 +97,7 @@ class Store(relay.Node):
             name=doc["name"],
             address=doc["address"],
             main_categories=doc["main_categories"],
-            status=StoreStatus(doc["status"]),
+            status=_store_status(doc["status"]),
             opened_on=doc["opened_on"].date(),
         )
 
@@ -138,7 +143,7 @@ class Certification(relay.Node):
             agency=doc["agency"],
             certified_on=doc["certified_on"].date(),
             valid_until=doc["valid_until"].date(),
-            result=CertificationResult(doc["result"]),
+            result=_certification_result(doc["result"]),
         )
 
 
@@ -165,7 +170,7 @@ class RiskRecord(relay.Node):
         return cls(
             node_key=platform_key(source, doc["_id"]),
             enterprise_uscc=doc["uscc"],
-            kind=RiskKind(doc["kind"]),
+            kind=_risk_kind(doc["kind"]),
             occurred_on=doc["occurred_on"].date(),
             title=doc["title"],
             outcome=doc["outcome"],

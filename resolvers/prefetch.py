@@ -82,6 +82,9 @@ def _selections(
     return found
 
 
+_DENIED = (Decision.UNAUTHENTICATED, Decision.FORBIDDEN)
+
+
 def may_see(info: Info, type_name: str, field_name: str) -> bool:
     """Whether the viewer may see the field somewhere (an owner's own enterprise
     counts): only such fields are loaded ahead. The field still checks for itself."""
@@ -93,7 +96,7 @@ def may_see(info: Info, type_name: str, field_name: str) -> bool:
     if rule.per_enterprise and isinstance(viewer, Owner):
         return True
     decision = request_decision(info.context, rule, None)
-    return decision not in (Decision.UNAUTHENTICATED, Decision.FORBIDDEN)
+    return decision not in _DENIED
 
 
 async def prefetch_enterprises(

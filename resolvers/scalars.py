@@ -1,8 +1,11 @@
-"""Custom scalars. Input is validated here, at coercion, before any resolver runs."""
+"""Custom scalars (input is validated here, at coercion, before any resolver runs), and
+enum members read off stored values."""
 
 from __future__ import annotations
 
-from typing import NewType
+import enum
+from collections.abc import Callable
+from typing import Any, NewType, TypeVar
 
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
@@ -10,9 +13,26 @@ from strawberry.types.scalar import ScalarDefinition
 from loaders.codes import UsccError, validate_uscc
 from resolvers.errors import bad_user_input
 
-__all__ = ["SCALAR_MAP", "USCC"]
+__all__ = ["SCALAR_MAP", "USCC", "by_value"]
 
 USCC = NewType("USCC", str)
+E = TypeVar("E", bound=enum.Enum)
+
+
+def by_value(enum_class: type[E]) -> Callable[[Any], E]:
+    """``enum_class(value)`` as a dictionary lookup: Python 3.11's ``Enum.__call__``
+    runs two Python functions per call, and a stored status is read this way for
+    every store, certification and state an answer holds. A value that is no
+    member's raises the ``ValueError`` the class itself raises."""
+    members = {member.value: member for member in enum_class}
+
+    def member(value: Any) -> E:
+        try:
+            return members[value]
+        except (KeyError, TypeError):  # TypeError: unhashable, never a member's value
+            return enum_class(value)
+
+    return member
 
 
 def _parse_uscc(value: object) -> str:

@@ -310,10 +310,10 @@ async def test_a_verified_token_is_remembered_until_it_expires(
 
     # Remembered no longer than the token is valid (with the leeway), nor than a minute.
     token = header.removeprefix("Bearer ")
-    viewer, until = authenticator._verified[token]
+    viewer, until = authenticator._verified[header]
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     assert until <= min(expires + settings.auth_leeway_seconds, time.time() + 60)
     # Once that moment has passed, the token is verified again.
-    authenticator._verified[token] = (viewer, 0.0)
+    authenticator._verified[header] = (viewer, 0.0)
     assert await authenticator.authenticate(header) == first
     assert len(decoded) == 3  # the unverified read above counts too

@@ -30,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gateway.graphql_view import _document_order, request_context
+from gateway.graphql_view import _document_order, in_document_order, request_context
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 from gateway.viewer import Anonymous, Viewer
@@ -583,3 +583,36 @@ async def test_a_denied_field_is_kept_as_its_error_written_or_interpreted(
         assert [(error.message, error.path, error.extensions) for error in result.errors or ()] == [
             (message, path, {"code": "UNAUTHENTICATED"}) for message, path in errors
         ]
+
+
+_ERROR_STEPS = st.one_of(st.integers(0, 2), st.sampled_from(["node", "stores", "title"]))
+_SENT_ERRORS = st.lists(
+    st.fixed_dictionaries(
+        {"message": st.sampled_from(["denied", "failed"])},
+        optional={
+            "locations": st.sampled_from([[{"line": 2, "column": 5}], [{"line": 1, "column": 9}]]),
+            "path": st.lists(_ERROR_STEPS, max_size=4),
+        },
+    ),
+    max_size=8,
+)
+
+
+@given(_SENT_ERRORS)
+def test_errors_are_sent_in_document_order_whether_their_paths_compare_or_not(
+    errors: list[dict[str, Any]],
+) -> None:
+    expected = sorted(errors, key=_document_order)
+    in_document_order(errors)
+    assert errors == expected
+
+
+def test_an_index_meeting_a_name_sorts_the_index_first() -> None:
+    at = [{"line": 3, "column": 7}]
+    errors = [
+        {"message": "b", "locations": at, "path": ["enterprise", "stores"]},
+        {"message": "a", "locations": at, "path": ["enterprise", 0]},
+        {"message": "c", "locations": [{"line": 1, "column": 1}], "path": ["enterprise"]},
+    ]
+    in_document_order(errors)
+    assert [error["message"] for error in errors] == ["c", "a", "b"]

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from resolvers.integrity import ServiceState, service_state
 from resolvers.schema import schema
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schema.graphql"
@@ -24,3 +27,10 @@ def test_tiers_are_printed_for_frontend_teams() -> None:
     assert "directive @visibility(tier: Tier!, scopes: [String!]) on FIELD_DEFINITION" in text
     assert "  name: String! @visibility(tier: PUBLIC)\n" in text
     assert '@visibility(tier: OWNER, scopes: ["risk:read"])' in text
+
+
+def test_a_stored_value_reads_as_its_enum_member_and_any_other_is_refused() -> None:
+    assert [service_state(state.value) for state in ServiceState] == list(ServiceState)
+    for stored in ("PAUSED", "active", None, ["ACTIVE"]):
+        with pytest.raises(ValueError, match="is not a valid ServiceState"):
+            service_state(stored)
