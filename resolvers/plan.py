@@ -104,7 +104,6 @@ from resolvers.limits import cached_document
 from resolvers.permissions import (
     Rule,
     VisibilityExtension,
-    check_field,
     field_denial,
     fragment_definitions,
     open_to_viewer,
@@ -878,8 +877,28 @@ class Run:
     def _check(self, field: FieldPlan, source: Any, kwargs: dict[str, Any], path: Path) -> None:
         """A resolver's rule checked for its enterprise: its object's, or the one its
         arguments name (VisibilityExtension sees the converted arguments)."""
+        denied = self._denied(field, source, kwargs, path)
+        if denied is not None:
+            raise denied
+
+    def _allowed(self, field: FieldPlan, source: Any, kwargs: dict[str, Any], path: Path) -> bool:
+        """``_check`` for the written executors: whether the resolver may be called; if
+        not, its denial is kept at ``path`` as the error of a null value, without a
+        raise, a catch and a traceback to drop, unless the field is non-null (the
+        denial is then raised, to null the parent as a resolver's error would)."""
+        denied = self._denied(field, source, kwargs, path)
+        if denied is None:
+            return True
+        if field.completion.kind == _NON_NULL:  # type: ignore[union-attr]
+            raise denied
+        self.add_error(denied, path)
+        return False
+
+    def _denied(
+        self, field: FieldPlan, source: Any, kwargs: dict[str, Any], path: Path
+    ) -> GraphQLError | None:
         enterprise = getattr(source, "enterprise_uscc", None) or kwargs.get("uscc")
-        check_field(
+        return field_denial(
             self.context,
             field.rule,  # type: ignore[arg-type]
             enterprise,
@@ -1446,18 +1465,26 @@ def _fetch(field: FieldPlan, index: int, namespace: dict[str, Any]) -> list[str]
         f"info = _ResolverInfo(run, F{index}, p)",
         f"kwargs = run._converted(F{index}, info)",
     ]
-    if field.rule is not None:
-        namespace[f"R{index}"] = field.rule
-        lines += [f"if not opens(R{index}):", f"    run._check(F{index}, source, kwargs, p)"]
-    lines += [f"kwargs[{name!r}] = source" for name in field.source_names]
+    call = [f"kwargs[{name!r}] = source" for name in field.source_names]
     if field.info_name is not None:
-        lines.append(f"kwargs[{field.info_name!r}] = info")
-    lines.append(
+        call.append(f"kwargs[{field.info_name!r}] = info")
+    call.append(
         f"result = C{index}(source, **kwargs)"
         if field.passes_self
         else f"result = C{index}(**kwargs)"
     )
-    return lines
+    if field.rule is None:
+        return lines + call
+    # A denial is kept by ``Run._allowed`` without being raised; the value is then null
+    # (a non-null field's denial is raised, as the resolver's own check would be).
+    namespace[f"R{index}"] = field.rule
+    return [
+        *lines,
+        f"if opens(R{index}) or run._allowed(F{index}, source, kwargs, p):",
+        *(f"    {line}" for line in call),
+        "else:",
+        "    result = None",
+    ]
 
 
 def _leaf_lines(

@@ -545,6 +545,14 @@ class Guarded:
     kept: str = visible(Tier.MEMBER, "A member's, never null.")
     maybe: str | None = visible(Tier.MEMBER, "A member's.")
 
+    @visible(Tier.MEMBER, "A member's, resolved (a resolver that takes its info).")
+    def resolved(self, info: strawberry.Info) -> str | None:
+        return "d"
+
+    @visible(Tier.MEMBER, "A member's, resolved, never null.")
+    def resolved_kept(self, info: strawberry.Info) -> str:
+        return "e"
+
 
 @strawberry.type
 class GuardedQuery:
@@ -569,6 +577,16 @@ GUARDED = strawberry.Schema(query=GuardedQuery)
             {"guarded": None},
             [("Log in to see kept (tier MEMBER).", ["guarded", "kept"])],
         ),
+        (  # a resolver's field: its resolver is not called
+            "{ guarded { resolved shown } }",
+            {"guarded": {"resolved": None, "shown": "a"}},
+            [("Log in to see resolved (tier MEMBER).", ["guarded", "resolved"])],
+        ),
+        (
+            "{ guarded { shown resolvedKept resolved } }",
+            {"guarded": None},
+            [("Log in to see resolvedKept (tier MEMBER).", ["guarded", "resolvedKept"])],
+        ),
     ],
 )
 async def test_a_denied_field_is_kept_as_its_error_written_or_interpreted(
@@ -583,6 +601,8 @@ async def test_a_denied_field_is_kept_as_its_error_written_or_interpreted(
         assert [(error.message, error.path, error.extensions) for error in result.errors or ()] == [
             (message, path, {"code": "UNAUTHENTICATED"}) for message, path in errors
         ]
+        if written and data["guarded"] is not None:  # kept, never raised
+            assert [error.__traceback__ for error in result.errors or ()] == [None]
 
 
 _ERROR_STEPS = st.one_of(st.integers(0, 2), st.sampled_from(["node", "stores", "title"]))
