@@ -52,6 +52,9 @@ class ShareholderKind(enum.Enum):
     LEGAL_PERSON = "LEGAL_PERSON"
 
 
+_shareholder_kind = by_value(ShareholderKind)
+
+
 def _date(value: dt.datetime | None) -> dt.date | None:
     """The registry keeps calendar dates as midnight-UTC BSON dates."""
     return value.date() if value is not None else None
@@ -109,7 +112,7 @@ class Shareholder:
     def from_document(cls, doc: Document) -> Self:
         return cls(
             name=doc["name"],
-            kind=ShareholderKind(doc["kind"]),
+            kind=_shareholder_kind(doc["kind"]),
             subscribed_capital=Money.from_document(doc["subscribed_capital"]),
             ratio_percent=exact_decimal(doc["ratio_percent"]),
         )

@@ -44,6 +44,9 @@ class AuthenticationMethod(enum.Enum):
     BUSINESS_LICENSE_VERIFICATION = "BUSINESS_LICENSE_VERIFICATION"
 
 
+_authentication_method = by_value(AuthenticationMethod)
+
+
 def is_verified(doc: Document | None, now: dt.datetime | None = None) -> bool:
     """Verified, and not lapsed: a verification past its expiry no longer counts."""
     if doc is None or not doc["verified"]:
@@ -81,7 +84,7 @@ class IdentityAuthentication:
     @visible(Tier.OWNER, "How it was authenticated.", scopes=[IDENTITY_READ])
     def method(self) -> AuthenticationMethod | None:
         doc = self.document
-        return None if doc is None else AuthenticationMethod(doc["method"])
+        return None if doc is None else _authentication_method(doc["method"])
 
     @visible(Tier.OWNER, "Reference of the evidence on file.", scopes=[IDENTITY_READ])
     def evidence_reference(self) -> str | None:

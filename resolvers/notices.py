@@ -30,7 +30,7 @@ from resolvers.context import Info
 from resolvers.errors import bad_user_input
 from resolvers.pagination import DEFAULT_PAGE_SIZE, PAGE_SIZE_RULE, check_first
 from resolvers.permissions import Decision, Rule, Tier, decide, visible
-from resolvers.scalars import USCC
+from resolvers.scalars import USCC, by_value
 
 __all__ = [
     "CorrectionRequest",
@@ -77,6 +77,10 @@ class CorrectionState(enum.Enum):
     REJECTED = strawberry.enum_value("REJECTED", description="Rejected; the note says why.")
 
 
+_notification_kind = by_value(NotificationKind)
+_correction_state = by_value(CorrectionState)
+
+
 @strawberry.type(description="A notification to the enterprise.")
 class Notification:
     enterprise_uscc: strawberry.Private[str]
@@ -92,7 +96,7 @@ class Notification:
         return cls(
             enterprise_uscc=doc["uscc"],
             id=strawberry.ID(str(doc["_id"])),
-            kind=NotificationKind(doc["kind"]),
+            kind=_notification_kind(doc["kind"]),
             title=doc["title"],
             body=doc["body"],
             at=doc["at"],
@@ -153,7 +157,7 @@ class CorrectionRequest:
             proposed_value=doc["proposed_value"],
             previous_value=doc["previous_value"],
             explanation=doc["explanation"],
-            state=CorrectionState(doc["state"]),
+            state=_correction_state(doc["state"]),
             requested_at=doc["requested_at"],
             resolved_at=doc.get("resolved_at"),
             note=doc.get("note"),

@@ -151,31 +151,19 @@ def public_cached(
     return public_operation(schema, cached_document(query, max_tokens), operation_name)
 
 
-#: What a document's shape is held to, in the order it is checked: the shape's and the
-#: budget's attribute, the code of a refusal and what the message counts. Built once:
-#: ``ErrorCode.X`` is a slow attribute read on Python 3.11 (its ``EnumType.__getattr__``).
-_SHAPE_LIMITS = (
-    ("depth", ErrorCode.DEPTH_LIMIT_EXCEEDED, "levels of nesting"),
-    ("aliases", ErrorCode.TOO_MANY_ALIASES, "aliases"),
-    ("root_fields", ErrorCode.TOO_MANY_ROOT_FIELDS, "root fields"),
-    ("directives", ErrorCode.TOO_MANY_DIRECTIVES, "directives"),
-    ("fields", ErrorCode.TOO_MANY_FIELDS, "field selections"),
-)
-_TOO_MANY_OPERATIONS = ErrorCode.TOO_MANY_OPERATIONS
-
-
 def _refusal(budget: OperationBudget, shape: Shape, operations: int) -> LimitError | None:
-    if operations > budget.operations:
-        return _too_many(_TOO_MANY_OPERATIONS, operations, "operations", budget.operations)
-    for name, code, what in _SHAPE_LIMITS:
-        found, allowed = getattr(shape, name), getattr(budget, name)
+    checks = (
+        (operations, budget.operations, ErrorCode.TOO_MANY_OPERATIONS, "operations"),
+        (shape.depth, budget.depth, ErrorCode.DEPTH_LIMIT_EXCEEDED, "levels of nesting"),
+        (shape.aliases, budget.aliases, ErrorCode.TOO_MANY_ALIASES, "aliases"),
+        (shape.root_fields, budget.root_fields, ErrorCode.TOO_MANY_ROOT_FIELDS, "root fields"),
+        (shape.directives, budget.directives, ErrorCode.TOO_MANY_DIRECTIVES, "directives"),
+        (shape.fields, budget.fields, ErrorCode.TOO_MANY_FIELDS, "field selections"),
+    )
+    for found, allowed, code, what in checks:
         if found > allowed:
-            return _too_many(code, found, what, allowed)
+            return LimitError(code, f"The operation has {found} {what}; at most {allowed} allowed.")
     return None
-
-
-def _too_many(code: ErrorCode, found: int, what: str, allowed: int) -> LimitError:
-    return LimitError(code, f"The operation has {found} {what}; at most {allowed} allowed.")
 
 
 @dataclass(frozen=True, slots=True)
