@@ -30,19 +30,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from hiredis import pack_command
 from opentelemetry.trace import SpanKind
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, RedisError, ResponseError
+from redis.exceptions import DataError, RedisError
 
 from gateway.metrics import CACHE_READS
-from gateway.tracing import span
+from gateway.redislink import Link, open_link
+from gateway.tracing import begun, span
 
 __all__ = ["TOMBSTONE", "AnyRedis", "DocumentCache", "ScriptCall"]
 
@@ -54,10 +54,6 @@ _MAX_BATCH_KEYS = 2000
 TOMBSTONE = b""
 #: Keys one eviction command carries.
 _EVICT_CHUNK = 500
-#: The most connections the cache keeps for its reads between round trips (they
-#: count against the pool's size): about as many round trips as are in flight at once
-#: under load.
-_KEPT_CONNECTIONS = 4
 #: One Redis server, or a Redis Cluster.
 AnyRedis = Redis | RedisCluster
 
@@ -66,17 +62,53 @@ AnyRedis = Redis | RedisCluster
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]
 
 
-@dataclass(slots=True)
 class _Batch:
-    """The keys asked for in one turn of the event loop, and their answer; and the
-    scripts asked to run in that turn (``run_script``), sent in the same round trip."""
+    """The keys asked for in one turn of the event loop, and who waits for them; and
+    the scripts asked to run in that turn (``run_script``), sent in the same round trip."""
 
-    done: asyncio.Future[dict[str, bytes]]
-    keys: dict[str, None] = field(default_factory=dict)
-    #: (what builds the script's call, the future of its answer)
-    scripts: list[tuple[Callable[[], ScriptCall], asyncio.Future[Any]]] = field(
-        default_factory=list
-    )
+    __slots__ = ("keys", "scripts", "waiters")
+
+    def __init__(self) -> None:
+        self.keys: dict[str, None] = {}
+        #: One future per ``get_many`` call: the values found.
+        self.waiters: list[asyncio.Future[dict[str, bytes]]] = []
+        #: (what builds the script's call, what is called with its answer)
+        self.scripts: list[tuple[Callable[[], ScriptCall], Callable[[Any], None]]] = []
+
+
+class _Trip:
+    """A batch's round trip on the link: sent again once, on a new link, when the
+    link it went out on was closed under it (Redis restarted, or closed it)."""
+
+    __slots__ = ("batch", "cache", "count", "keys", "packed", "resent", "span")
+
+    def __init__(
+        self, cache: DocumentCache, batch: _Batch, keys: list[str], packed: bytes, count: int
+    ) -> None:
+        self.cache = cache
+        self.batch = batch
+        self.keys = keys
+        self.packed = packed
+        self.count = count
+        self.resent = False
+        self.span = begun("redis MGET", _redis_attributes("MGET", len(keys)), kind=SpanKind.CLIENT)
+
+    def answered(self, answers: list[Any] | BaseException) -> None:
+        cache = self.cache
+        if (
+            type(answers) is RedisConnectionError  # a closed link, not a timeout or refusal
+            and not self.resent
+            and not cache._closed
+        ):
+            self.resent = True
+            cache._start(cache._send_on_new_link(self))
+            return
+        self.settle(answers)
+
+    def settle(self, answers: list[Any] | BaseException) -> None:
+        if self.span is not None:
+            self.span.end()
+        self.cache._settle(self.batch, self.keys, answers)
 
 
 class DocumentCache:
@@ -92,9 +124,11 @@ class DocumentCache:
         eviction_grace_s: int = 30,
         in_flight: int | None = None,
         in_flight_wait_s: float = 1.0,
+        timeout_s: float = 0.5,
     ) -> None:
         """``in_flight``: at most this many commands at once (a cluster client's pools
-        do not wait), a command waiting at most ``in_flight_wait_s`` for its turn."""
+        do not wait), a command waiting at most ``in_flight_wait_s`` for its turn.
+        ``timeout_s``: the longest a read's round trip waits for its answers."""
         self._redis = redis
         self._cluster = isinstance(redis, RedisCluster)
         self._turns = asyncio.Semaphore(in_flight) if in_flight is not None else None
@@ -108,13 +142,12 @@ class DocumentCache:
         self._down_until = 0.0
         self._probing: asyncio.Task[None] | None = None
         self._batch: _Batch | None = None
-        #: Connections of the pool's kept here between round trips (``_round_trip``),
-        #: at most an eighth of the pool (none of a small one), so that writes and
-        #: evictions always find one there.
-        self._kept: list[Any] = []
-        pool = None if self._cluster else getattr(redis, "connection_pool", None)
-        size = getattr(pool, "max_connections", 0)
-        self._kept_most = min(_KEPT_CONNECTIONS, size // 8) if isinstance(size, int) else 0
+        self._timeout_s = timeout_s
+        #: The connection the reads travel on (gateway/redislink.py), once opened.
+        self._link: Link | None = None
+        self._opening: asyncio.Task[Link] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     @classmethod
     def from_url(
@@ -164,6 +197,7 @@ class DocumentCache:
             miss_ttl_seconds=miss_ttl_seconds,
             probe=probe,
             eviction_grace_s=eviction_grace_s,
+            timeout_s=timeout_s,
         )
 
     @property
@@ -208,141 +242,148 @@ class DocumentCache:
         if batch is None or len(batch.keys) >= _MAX_BATCH_KEYS:
             batch = self._open_batch()
         batch.keys.update(dict.fromkeys(keys))
-        found = await asyncio.shield(batch.done)
+        # A future of the caller's own: a caller cancelled leaves the others theirs.
+        waiter: asyncio.Future[dict[str, bytes]] = asyncio.get_running_loop().create_future()
+        batch.waiters.append(waiter)
+        found = await waiter
         return {key: found[key] for key in keys if key in found}
 
-    def run_script(self, call: Callable[[], ScriptCall]) -> Any:
-        """A future of the answer of a script (``EVALSHA``) sent in the same pipeline,
-        and round trip, as this turn's MGET: the rate-limit charges travel with the
-        reads. ``call()`` gives the script's SHA1, keys and arguments when the pipeline
-        is sent, so the caller may add to them until then. The answer is Redis's, or
-        the error Redis answered (``NoScriptError``: the caller loads the script), or
-        the error the pipeline failed with. A single server only: on a cluster the
-        script's keys and the MGET's lie on different nodes."""
+    def run_script(self, call: Callable[[], ScriptCall], answered: Callable[[Any], None]) -> None:
+        """Run a script (``EVALSHA``) in the same pipeline, and round trip, as this
+        turn's MGET: the rate-limit charges travel with the reads. ``call()`` gives
+        the script's SHA1, keys and arguments when the pipeline is sent, so the caller
+        may add to them until then. ``answered`` is called once, as soon as the answer
+        is read, with Redis's answer, or the error Redis answered (``NoScriptError``:
+        the caller loads the script), or the error the round trip failed with
+        (``CancelledError`` when the cache closed before it was answered). A single
+        server only: on a cluster the script's keys and the MGET's lie on different
+        nodes."""
         if self._cluster:
             raise TypeError("run_script needs a single Redis server, not a cluster")
         batch = self._batch
         if batch is None or len(batch.keys) >= _MAX_BATCH_KEYS:
             batch = self._open_batch()
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        batch.scripts.append((call, answer))
-        return answer
+        batch.scripts.append((call, answered))
 
     def _open_batch(self) -> _Batch:
-        loop = asyncio.get_running_loop()
-        batch = self._batch = _Batch(loop.create_future())
-        loop.call_soon(self._flush, batch)
+        batch = self._batch = _Batch()
+        asyncio.get_running_loop().call_soon(self._flush, batch)
         return batch
 
     def _flush(self, batch: _Batch) -> None:
         if self._batch is batch:
             self._batch = None
-        asyncio.get_running_loop().create_task(self._mget(batch))
+        if self._cluster:
+            self._start(self._mget_cluster(batch))
+            return
+        keys = list(batch.keys)
+        commands: list[tuple[Any, ...]] = [("MGET", *keys)] if keys else []
+        for call, _ in batch.scripts:
+            sha, script_keys, arguments = call()
+            commands.append(("EVALSHA", sha, len(script_keys), *script_keys, *arguments))
+        try:
+            packed = b"".join([pack_command(command) for command in commands])
+        except TypeError as exc:  # an argument hiredis cannot send, as redis-py says it
+            self._settle(batch, keys, DataError(str(exc)))
+            return
+        CACHE_READS.inc()
+        trip = _Trip(self, batch, keys, packed, len(commands))
+        link = self._link
+        if link is not None and link.usable:
+            link.send(packed, trip.count, trip.answered)
+        else:
+            self._start(self._send_on_new_link(trip))
 
-    async def _mget(self, batch: _Batch) -> None:
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_on_new_link(self, trip: _Trip) -> None:
+        """Open the link (one opening shared by every turn that needs it) and send."""
+        try:
+            link = await self._linked()
+        except RedisError as exc:
+            trip.settle(exc)
+            return
+        except Exception as exc:  # not Redis's answer: still only a miss
+            log.warning("could not open a link to Redis", exc_info=True)
+            trip.settle(RedisConnectionError(f"could not open a link to Redis: {exc!r}"))
+            return
+        except BaseException:
+            trip.settle(asyncio.CancelledError())
+            raise
+        link.send(trip.packed, trip.count, trip.answered)
+
+    async def _linked(self) -> Link:
+        link = self._link
+        if link is not None and link.usable:
+            return link
+        opening = self._opening
+        if opening is None or opening.done():
+            pool = self._redis.connection_pool  # type: ignore[union-attr]  # one server's
+            opening = self._opening = asyncio.get_running_loop().create_task(
+                open_link(pool.connection_class, pool.connection_kwargs, self._timeout_s)
+            )
+        link = await asyncio.shield(opening)
+        if self._closed:
+            link.fail(asyncio.CancelledError())
+            raise asyncio.CancelledError
+        self._link = link
+        return link
+
+    async def _mget_cluster(self, batch: _Batch) -> None:
         keys = list(batch.keys)
         CACHE_READS.inc()
         try:
             # The span is the first asker's (a batch serves every request of the tick).
             with span("redis MGET", _redis_attributes("MGET", len(keys)), kind=SpanKind.CLIENT):
-                if self._cluster:
-                    async with self._turn():
-                        values = await self._redis.mget_nonatomic(keys)  # type: ignore[union-attr]
-                else:
-                    values = await self._pipelined(keys, batch.scripts)
+                async with self._turn():
+                    values = await self._redis.mget_nonatomic(keys)  # type: ignore[union-attr]
         except RedisError as exc:
-            self.suspect("MGET", exc)
-            values = [None] * len(keys)
-            for _, answer in batch.scripts:
-                if not answer.done():
-                    answer.set_exception(exc)
+            self._settle(batch, keys, exc)
+            return
         except BaseException:
-            batch.done.cancel()  # shut down mid-flight: the waiters are cancelled too
-            for _, answer in batch.scripts:
-                answer.cancel()
+            self._settle(batch, keys, asyncio.CancelledError())  # shut down mid-flight
             raise
-        batch.done.set_result(
-            {
-                key: value
-                for key, value in zip(keys, values, strict=True)
-                # None: a miss (the client never decodes); empty: a tombstone.
-                if isinstance(value, bytes) and value != TOMBSTONE
-            }
-        )
+        self._settle(batch, keys, [values])
 
-    async def _pipelined(
-        self, keys: list[str], scripts: list[tuple[Callable[[], ScriptCall], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        """The MGET (when there are keys) and the scripts in one round trip: the MGET's
-        values; each script's answer, or the error Redis answered it with, set on its
-        future. Raises ``RedisError`` when the round trip fails (an MGET that Redis
-        refused fails it too)."""
-        commands: list[tuple[Any, ...]] = [("MGET", *keys)] if keys else []
-        for call, _ in scripts:
-            sha, script_keys, arguments = call()
-            commands.append(("EVALSHA", sha, len(script_keys), *script_keys, *arguments))
-        answers = await self._round_trip(commands)
-        if keys:
-            values, *answers = answers
-        for (_, future), answer in zip(scripts, answers, strict=True):
-            if future.done():
-                continue
-            if isinstance(answer, Exception):
-                future.set_exception(answer)
-            else:
-                future.set_result(answer)
-        if not keys:
-            return []
-        if isinstance(values, RedisError):
-            raise values
-        return values  # type: ignore[no-any-return]
-
-    async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Commands written at once on one connection, their answers read in order:
-        each answer, or the ``ResponseError`` Redis answered it with.
-
-        What redis-py's pipeline does for a single server, without its per-command
-        layers (a command stack, response callbacks, arguments encoded one by one in
-        Python): hiredis packs the whole round trip. The connection is one this cache
-        kept from an earlier round trip, else the pool's (lending one out and taking it
-        back costs about as much as the rest of the round trip: a lock, a readiness
-        check, observability counters). A kept connection that fails with a
-        ``ConnectionError`` (Redis restarted, or closed it) is dropped and the round
-        trip made once more on one the pool checks; any other failure raises
-        ``RedisError`` (the caller suspects Redis and misses). A failed connection is
-        closed, so no unread answer is left on a socket."""
-        try:
-            packed = b"".join([pack_command(command) for command in commands])
-        except TypeError as exc:  # an argument hiredis cannot send, as redis-py says it
-            raise DataError(str(exc)) from exc
-        kept = self._kept
-        if kept:
-            try:
-                return await self._exchange(kept.pop(), packed, len(commands))
-            except RedisConnectionError:
-                pass
-        pool = self._redis.connection_pool  # type: ignore[union-attr]  # one server's
-        return await self._exchange(await pool.get_connection(), packed, len(commands))
-
-    async def _exchange(self, connection: Any, packed: bytes, count: int) -> list[Any]:
-        pool = self._redis.connection_pool  # type: ignore[union-attr]
-        try:
-            await connection.send_packed_command(packed)
-            answers: list[Any] = []
-            for _ in range(count):
-                try:
-                    answers.append(await connection.read_response())
-                except ResponseError as error:  # this command's answer: the rest follow
-                    answers.append(error)
-        except BaseException:
-            await connection.disconnect(nowait=True)
-            await pool.release(connection)
-            raise
-        if len(self._kept) < self._kept_most:
-            self._kept.append(connection)
+    def _settle(self, batch: _Batch, keys: list[str], answers: list[Any] | BaseException) -> None:
+        """Give each asker of the batch its answer: the MGET's values to every waiter
+        (none when the round trip failed: the caller misses), each script's answer
+        to its sender."""
+        if isinstance(answers, asyncio.CancelledError):  # the cache closed mid-flight
+            for waiter in batch.waiters:
+                waiter.cancel()
+            for _, answered in batch.scripts:
+                answered(answers)
+            return
+        if isinstance(answers, BaseException):
+            self.suspect("MGET", answers)  # type: ignore[arg-type]
+            found: dict[str, bytes] = {}
+            for _, answered in batch.scripts:
+                answered(answers)
         else:
-            await pool.release(connection)
-        return answers
+            values = answers[0] if keys else None
+            for (_, answered), answer in zip(
+                batch.scripts, answers[1:] if keys else answers, strict=True
+            ):
+                answered(answer)
+            if values is None:
+                found = {}
+            elif isinstance(values, RedisError):  # Redis refused the MGET itself
+                self.suspect("MGET", values)
+                found = {}
+            else:
+                found = {
+                    key: value
+                    for key, value in zip(keys, values, strict=True)
+                    # None: a miss (the client never decodes); empty: a tombstone.
+                    if isinstance(value, bytes) and value != TOMBSTONE
+                }
+        for waiter in batch.waiters:
+            if not waiter.done():
+                waiter.set_result(found)
 
     async def set_many(
         self,
@@ -461,6 +502,12 @@ class DocumentCache:
         return None
 
     async def close(self) -> None:
+        self._closed = True
+        if self._link is not None:
+            self._link.fail(asyncio.CancelledError())  # the reads in flight are cancelled
+        for task in (self._opening, *self._sending):
+            if task is not None and not task.done():
+                task.cancel()
         if self._probing is not None and not self._probing.done():
             self._probing.cancel()
         await self._redis.aclose()

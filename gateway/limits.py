@@ -237,8 +237,9 @@ class _Charges:
         group = self._group
         if group is None:
             group = self._group = _Group()
-            sent = self._cache.run_script(functools.partial(self._sealed, group))
-            sent.add_done_callback(functools.partial(self._answered, group))
+            self._cache.run_script(
+                functools.partial(self._sealed, group), functools.partial(self._answered, group)
+            )
         known = self._known.get((id(windows), who))
         if known is None:
             known = self._learn(windows, who)
@@ -274,18 +275,18 @@ class _Charges:
             self._group = None
         return self._script.sha, group.keys, group.arguments
 
-    def _answered(self, group: _Group, sent: asyncio.Future[Any]) -> None:
+    def _answered(self, group: _Group, sent: Any) -> None:
+        """The script's answer, or the error it or its round trip failed with."""
         if self._group is group:  # failed before it was sent
             self._group = None
-        if sent.cancelled():
+        if isinstance(sent, asyncio.CancelledError):  # the cache closed
             for *_, answer in group.charges:
                 answer.cancel()
             return
-        error = sent.exception()
-        if error is None:
-            _settle(group, sent.result())
+        if not isinstance(sent, BaseException):
+            _settle(group, sent)
             return
-        task = asyncio.get_running_loop().create_task(self._again(group, error))
+        task = asyncio.get_running_loop().create_task(self._again(group, sent))
         self._retrying.add(task)
         task.add_done_callback(self._retrying.discard)
 

@@ -277,13 +277,19 @@ class Settings(BaseSettings):
         description="How long Redis remembers that a key has no document (shorter than hits).",
     )
     redis_pool_size: int = Field(
-        default=64, ge=1, le=10_000, description="Redis connections per worker."
+        default=64,
+        ge=1,
+        le=10_000,
+        description=(
+            "Redis connections per worker for writes (reads share one, pipelined; on a "
+            "cluster, the commands in flight)."
+        ),
     )
     redis_pool_timeout_ms: int = Field(
         default=1_000,
         ge=1,
         le=60_000,
-        description="How long a request waits for a free Redis connection before it misses.",
+        description="How long a write waits for a free Redis connection before it fails.",
     )
 
     # --- Writes and freshness (DESIGN §6). ---

@@ -26,7 +26,7 @@ from gateway.logs import REQUEST_ID
 from gateway.metrics import route_label
 from gateway.settings import Settings
 
-__all__ = ["Tracing", "configure_tracing", "enabled", "shutdown_tracing", "span"]
+__all__ = ["Tracing", "begun", "configure_tracing", "enabled", "shutdown_tracing", "span"]
 
 _tracer: trace.Tracer | None = None
 _provider: TracerProvider | None = None
@@ -76,6 +76,18 @@ def span(
     if _tracer is None:
         return _NOTHING
     return _started(_tracer, name, attributes, kind, parent)
+
+
+def begun(
+    name: str, attributes: Mapping[str, Any], *, kind: SpanKind = SpanKind.INTERNAL
+) -> trace.Span | None:
+    """A span under the current one that the caller ends (``.end()``) when the work it
+    covers is answered, in a callback rather than a block; None when tracing is off."""
+    if _tracer is None:
+        return None
+    return _tracer.start_span(
+        name, kind=kind, attributes={"request.id": REQUEST_ID.get(), **attributes}
+    )
 
 
 @contextlib.contextmanager

@@ -46,13 +46,13 @@ async def cache(stores: Stores) -> DocumentCache:
 def mgets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The keys of each MGET the document cache sends, in order."""
     sent: list[int] = []
-    mget = DocumentCache._mget
+    flush = DocumentCache._flush
 
-    async def counted(self: DocumentCache, batch: Any) -> None:
+    def counted(self: DocumentCache, batch: Any) -> None:
         sent.append(len(batch.keys))
-        await mget(self, batch)
+        flush(self, batch)
 
-    monkeypatch.setattr(DocumentCache, "_mget", counted)
+    monkeypatch.setattr(DocumentCache, "_flush", counted)
     return sent
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from gateway.app import create_app
 from gateway.cache import DocumentCache
 from gateway.embedded import free_port
 from gateway.limits import Limits
+from gateway.redislink import Link
 from gateway.settings import Settings, Source
 from gateway.sources import GATE, ChargeGate, NotAdmittedError, Sources, admitted
 from gateway.viewer import Anonymous
@@ -245,14 +247,14 @@ async def test_probing_for_unknown_usccs_costs_like_a_lookup_and_misses_expire_s
 async def test_charges_go_to_redis_in_the_round_trip_of_the_reads_of_their_turn(
     settings: Settings, address: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipelines: list[tuple[int, int]] = []
-    pipelined = DocumentCache._pipelined
+    pipelines: list[list[bytes]] = []  # the commands of each round trip, by name
+    send = Link.send
 
-    async def counted(self: DocumentCache, keys: list[str], scripts: Any) -> list[Any]:
-        pipelines.append((len(keys), len(scripts)))
-        return await pipelined(self, keys, scripts)
+    def counted(self: Link, packed: bytes, count: int, answered: Any) -> None:
+        pipelines.append(re.findall(rb"(?:^|\r\n)\*\d+\r\n\$\d+\r\n([A-Z]+)\r\n", packed))
+        send(self, packed, count, answered)
 
-    monkeypatch.setattr(DocumentCache, "_pipelined", counted)
+    monkeypatch.setattr(Link, "send", counted)
     cache = DocumentCache.from_url(settings.redis_url, ttl_seconds=60)
     windows = limited(settings, rate_limit_anonymous="25/minute;30/hour")
     limits = Limits(windows, settings.redis_url, health=cache)
@@ -261,7 +263,7 @@ async def test_charges_go_to_redis_in_the_round_trip_of_the_reads_of_their_turn(
         found = await cache.get_many(["ig:test:absent"])
         spent = [await limits.allowance(charge) for charge in charges]
         # One round trip: the turn's MGET and one script call for the four charges.
-        assert pipelines == [(1, 1)]
+        assert pipelines == [[b"MGET", b"EVALSHA"]]
         assert found == {}
         # Spent in the order asked, window by window, by the library's script: 10 + 10
         # fit in both; the third does not fit the minute's 25, so the hour is not charged.
@@ -292,7 +294,7 @@ async def test_charges_go_to_redis_in_the_round_trip_of_the_reads_of_their_turn(
         third = next(_addresses)
         assert (await limits.spend(Anonymous(), third, 10)).allowed
         assert await redis.get(f"LIMITS:{{LIMITER/ip/{third}/25/1/minute}}") == b"10"
-        assert pipelines[-1] == (0, 1)
+        assert pipelines[-1] == [b"EVALSHA"]
     finally:
         await limits.close()
         await cache.close()

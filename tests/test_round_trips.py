@@ -111,17 +111,17 @@ def meter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Meter]:
     meter = Meter(client, redis, recorder)
-    mget, set_many = DocumentCache._mget, DocumentCache.set_many
+    flush, set_many = DocumentCache._flush, DocumentCache.set_many
 
-    async def counted_get(self: DocumentCache, batch: Any) -> None:
+    def counted_get(self: DocumentCache, batch: Any) -> None:
         meter.reads += 1  # one MGET round trip, however many loaders share it
-        await mget(self, batch)
+        flush(self, batch)
 
     async def counted_set(self: DocumentCache, items: dict[str, bytes], **options: Any) -> None:
         meter.writes += 1
         await set_many(self, items, **options)
 
-    monkeypatch.setattr(DocumentCache, "_mget", counted_get)
+    monkeypatch.setattr(DocumentCache, "_flush", counted_get)
     monkeypatch.setattr(DocumentCache, "set_many", counted_set)
     yield meter
 
