@@ -63,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.serving import HttpProtocol
+    from gateway.serving import uvicorn_options
     from gateway.settings import ConfigurationError
 
     settings = _settings(gateway_host=args.host, gateway_port=args.port)
@@ -81,10 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level=settings.gateway_log_level.lower(),
-        log_config=None,  # uvicorn's loggers go through ours (request ids, JSON)
-        loop="uvloop",
-        http=HttpProtocol,  # httptools, each response in one write
-        access_log=False,  # gateway/accesslog.py logs requests without query strings
+        **uvicorn_options(),
     )
     return 0
 

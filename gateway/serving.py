@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HeldWrites", "HttpProtocol"]
+__all__ = ["HeldWrites", "HttpProtocol", "uvicorn_options"]
 
 
 class HeldWrites:
@@ -59,3 +59,21 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, HeldWrites(transport, self.loop)))
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """How ``serve`` runs uvicorn, host, port and log level aside (the suite's live
+    server runs it so too).
+
+    uvicorn's own proxy handling is off: by default it believes ``X-Forwarded-For``
+    from a loopback peer and rewrites the client's address before the gateway sees it,
+    which would make a hop nobody listed in ``TRUSTED_PROXIES`` decide whose budget a
+    request spends. Admission alone reads that header, from the proxies listed there
+    (gateway/admission.py ``client_address``)."""
+    return {
+        "loop": "uvloop",
+        "http": HttpProtocol,  # httptools, each response in one write
+        "proxy_headers": False,
+        "access_log": False,  # gateway/accesslog.py logs requests without query strings
+        "log_config": None,  # uvicorn's loggers go through ours (request ids, JSON)
+    }

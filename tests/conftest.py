@@ -26,7 +26,7 @@ from gateway.app import create_app
 from gateway.devkeys import mint_role_token
 from gateway.embedded import EmbeddedMongo, EmbeddedRedis
 from gateway.pii import dev_keys_path, dev_keys_value
-from gateway.serving import HttpProtocol
+from gateway.serving import uvicorn_options
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from loaders.seed import seed
@@ -217,16 +217,16 @@ async def graphql_as(
     return without_cost(response)
 
 
-@pytest.fixture(scope="module")
-async def live_server(settings: Settings, seeded: list[str]) -> AsyncIterator[str]:
-    """The gateway under uvicorn on a loopback port, speaking HTTP as ``serve`` does; its
-    base URL."""
+@asynccontextmanager
+async def live(settings: Settings) -> AsyncIterator[str]:
+    """The gateway under uvicorn on a loopback port, run as ``serve`` runs it; its
+    address."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     config = uvicorn.Config(
-        create_app(settings), log_level="warning", lifespan="on", http=HttpProtocol
+        create_app(settings), log_level="warning", lifespan="on", **uvicorn_options()
     )
     uvicorn_server = uvicorn.Server(config)
     serving = asyncio.get_running_loop().create_task(uvicorn_server.serve(sockets=[listener]))
@@ -240,6 +240,14 @@ async def live_server(settings: Settings, seeded: list[str]) -> AsyncIterator[st
         uvicorn_server.should_exit = True
         await serving
         listener.close()
+
+
+@pytest.fixture(scope="module")
+async def live_server(settings: Settings, seeded: list[str]) -> AsyncIterator[str]:
+    """The gateway under uvicorn on a loopback port, speaking HTTP as ``serve`` does; its
+    base URL."""
+    async with live(settings) as address:
+        yield address
 
 
 @pytest.fixture

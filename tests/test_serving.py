@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+import httpx
 import uvicorn
+from redis.asyncio import Redis
 from uvicorn.server import ServerState
 
 from gateway.serving import HeldWrites, HttpProtocol
+from gateway.settings import Settings
+from tests.conftest import live
+from tests.test_archive import HANGZHOU
 
 
 class Socket:
@@ -125,3 +130,35 @@ async def test_uvicorn_sends_each_response_in_one_write_over_a_kept_connection()
         assert body == b'{"data":{"ok":true}}'
     assert ("close", None) not in socket.calls
     protocol.connection_lost(None)
+
+
+async def test_serve_believes_x_forwarded_for_only_from_the_trusted_proxies(
+    settings: Settings, seeded: list[str], redis: Redis
+) -> None:
+    """Stock uvicorn believes X-Forwarded-For from a loopback peer; ``serve`` leaves the
+    header to admission, which believes it only from ``TRUSTED_PROXIES`` (none here):
+    claiming other addresses buys a loopback client no budget of theirs."""
+    budget = "LIMITS:{LIMITER/ip/127.0.0.1/25/1/minute}"
+    await redis.delete(budget)
+    limited = settings.model_copy(
+        update={"rate_limit_anonymous": "25/minute", "trusted_proxies": []}
+    )
+    query = {
+        "query": "query($u: USCC!) { enterprise(uscc: $u) { name } }",
+        "variables": {"u": HANGZHOU},
+    }
+    try:
+        async with live(limited) as address, httpx.AsyncClient() as client:
+            codes = [
+                (
+                    await client.post(
+                        f"http://{address}/graphql",
+                        json=query,
+                        headers={"x-forwarded-for": f"198.51.100.{hop}"},
+                    )
+                ).status_code
+                for hop in range(3)
+            ]
+    finally:
+        await redis.delete(budget)
+    assert codes == [200, 200, 429]  # 10 units each, one budget of 25: the peer's
