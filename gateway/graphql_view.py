@@ -66,10 +66,8 @@ _POST_RUNS = (OperationType.QUERY, OperationType.MUTATION)
 
 
 def _wants_ide(request: Request, accept: str | None) -> bool:
-    """A browser opening the endpoint: a GET that asks for HTML and carries no operation
+    """A browser opening the endpoint (a GET) that asks for HTML and carries no operation
     (neither a document nor a persisted query's hash)."""
-    if request.method != "GET":
-        return False
     params = request.query_params
     return "query" not in params and "extensions" not in params and "text/html" in (accept or "")
 
@@ -205,7 +203,8 @@ class GraphQLView:
         request = Request(scope, receive)
         runtime: Runtime = request.app.state.runtime
         settings = runtime.settings
-        if request.method not in ("GET", "POST"):
+        method: str = scope["method"]
+        if method not in ("GET", "POST"):
             await send_error(
                 send,
                 405,
@@ -215,7 +214,7 @@ class GraphQLView:
             )
             return
         headers = RequestHeaders(scope)
-        if _wants_ide(request, headers.accept):
+        if method == "GET" and _wants_ide(request, headers.accept):
             if settings.gateway_dev_mode:
                 owned = await example_uscc(request.app)
                 page = ide_page(dev_tokens(settings, owned))
@@ -270,6 +269,7 @@ class GraphQLView:
         media_type: str,
     ) -> _Answer:
         settings = runtime.settings
+        method: str = request.scope["method"]
         state = request.scope.get("state", {})
         request_id: str = state.get("request_id", "-")
         deadline_s = settings.request_deadline_ms / 1000
@@ -277,11 +277,11 @@ class GraphQLView:
             runtime,
             viewer,
             request_id=request_id,
-            http_method=request.method,
+            http_method=method,
             client_address=state.get("client_address", "-"),
         )
         audit = context.audit
-        allowed = _POST_RUNS if request.method == "POST" else _GET_RUNS
+        allowed = _POST_RUNS if method == "POST" else _GET_RUNS
         started = time.perf_counter()
 
         def observed(outcome: str, errors: Any) -> None:
@@ -338,7 +338,7 @@ class GraphQLView:
         allowance = context.report.allowance
         if allowance is not None:
             headers.update(allowance.headers())
-        if request.method == "GET":
+        if method == "GET":
             shareable = context.report.public and "errors" not in body
             headers["cache-control"] = (
                 f"public, max-age={settings.cache_max_age_seconds}"
