@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
+from gateway.app import create_app, settle_collector
 from gateway.settings import Settings, Source
 from gateway.sources import Sources
 from tests.conftest import graphql, serving
@@ -124,3 +125,17 @@ async def test_slow_work_is_not_taken_for_a_dead_store(settings: Settings) -> No
         "start-up": (startup, startup, timeout),
         "bulk": (600.0, None, timeout),
     }
+
+
+def test_a_serving_process_settles_the_collector() -> None:
+    """``serve`` freezes what lives as long as the process and lets the youngest
+    collection wait for 5,000 net new objects (gateway/app.py ``settle_collector``)."""
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    try:
+        settle_collector()
+        assert gc.get_threshold() == (5_000, before[1], before[2])
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
