@@ -13,6 +13,7 @@ import functools
 import inspect
 import logging
 import time
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -27,7 +28,14 @@ from bson.decimal128 import Decimal128
 from pymongo.errors import PyMongoError
 
 from gateway.cache import DocumentCache
-from gateway.metrics import CACHE_HITS, CACHE_MISSES, LOADER_BATCH, MONGODB_FINDS, SOURCE_ERRORS
+from gateway.metrics import (
+    CACHE_HITS,
+    CACHE_MISSES,
+    LOADER_BATCH,
+    MONGODB_FINDS,
+    SOURCE_ERRORS,
+    HistogramSeries,
+)
 from gateway.settings import Source
 from gateway.sources import Sources, admitted
 from gateway.tracing import span
@@ -178,9 +186,11 @@ def _report_broken(source: Source, collection: str, key: Any, wrong: str) -> Non
 
 
 @functools.cache
-def _batch_sizes(source: Source, collection: str) -> Any:
-    """The batch-size histogram of one loader's collection (looked up once, not per batch)."""
-    return LOADER_BATCH.labels(f"{source.value}.{collection}")
+def _shape(loader: Any, source: Source) -> tuple[str, HistogramSeries]:
+    """What every loader of a class and source shares: its cache keys' prefix
+    (``cache_key``) and the batch-size histogram of its collection."""
+    prefix = _key_prefix(source, loader.collection, loader.key_field)
+    return prefix, LOADER_BATCH.labels(f"{source.value}.{loader.collection}")
 
 
 #: What ``SourceLoader.peek`` answers for a key that has not been loaded.
@@ -261,6 +271,10 @@ class SourceLoader(DataLoader[Hashable, Any]):
         self._primed: dict[Hashable, Any] = {}
         if source is not None:
             self.source = source
+        #: What the cache keys of its documents start with, and its batch-size series
+        #: (shared by every loader of its class and source).
+        shape = _shape(self.__class__, self.source)  # type: ignore[arg-type]  # a class hashes
+        self._prefix, self._batches = shape
         self._sources = sources
         self._documents = cache
         self._deadline = deadline
@@ -339,7 +353,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         return [found[key] for key in keys]
 
     def _cache_keys(self, keys: Sequence[Hashable]) -> list[str]:
-        prefix = _key_prefix(self.source, self.collection, self.key_field)
+        prefix = self._prefix
         return [f"{prefix}{key}" for key in keys]
 
     def _cached(
@@ -347,7 +361,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
     ) -> tuple[dict[Hashable, Any], list[Hashable]]:
         """What Redis held of ``keys`` (decoded), and the keys it did not hold (the
         callers count the hits)."""
-        _batch_sizes(self.source, self.collection).observe(len(keys))
+        self._batches.observe(len(keys))
         found: dict[Hashable, Any] = {}
         misses: list[Hashable] = []
         for key, ckey in zip(keys, cache_keys, strict=True):
@@ -474,7 +488,7 @@ async def load_together(
             else:
                 known[key] = future.exception() or future.result()
         if fresh:  # ``loader._cache_keys(fresh)``, in line
-            prefix = _key_prefix(loader.source, loader.collection, loader.key_field)
+            prefix = loader._prefix
             asked.append((index, loader, fresh, [f"{prefix}{key}" for key in fresh]))
         if waiting:
             pending.append((index, loader, waiting))
@@ -534,7 +548,10 @@ async def _settle(
     for index, loader, fresh, ckeys in asked:
         # ``SourceLoader._cached`` and ``_prime`` in one pass: what Redis held is
         # decoded and primed at once, the misses asked of MongoDB below.
-        _batch_sizes(loader.source, loader.collection).observe(len(fresh))
+        # ``loader._batches.observe(len(fresh))``, in line.
+        batches = loader._batches
+        batches.counts[bisect_left(batches.bounds, len(fresh))] += 1
+        batches.sum += len(fresh)
         known = results[index]
         loading, primed = loader._cache, loader._primed
         misses: list[Hashable] = []
