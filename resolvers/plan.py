@@ -1576,8 +1576,10 @@ def _value_lines(
             "    else:",
             f"        if value.__class__ is not {made}:",
             f"            value = run._await_completed({name}, {name}.completion, p, value)",
-            "else:",
         ]
+    if field.completion.kind != _NON_NULL:  # type: ignore[union-attr]
+        # A null (a resolver's "none here", or a denial kept) completes as itself.
+        fast += [f"{'el' if fast else ''}if result is None:", "    value = None"]
     return [
         f"p = _tuple(Path, (path, {key}, {type_name!r}))",
         "try:",
@@ -1587,9 +1589,11 @@ def _value_lines(
         "    value = None",
         "else:",
         *(f"    {line}" for line in fast),
+        *(["    else:"] if fast else []),
         f"    {'    ' if fast else ''}value = run._completed({name}, p, result)",
         f"results[{key}] = value",
-        f"if value.__class__ is not dict and is_awaitable(value): pending.append({key})",
+        "if value.__class__ is not dict and value is not None and is_awaitable(value):",
+        f"    pending.append({key})",
     ]
 
 
