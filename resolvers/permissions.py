@@ -38,7 +38,7 @@ from graphql.pyutils import Path
 from strawberry.extensions import FieldExtension
 from strawberry.schema_directive import Location
 
-from gateway.viewer import Anonymous, Operator, Owner, ServiceClient, Viewer
+from gateway.viewer import Anonymous, Member, Operator, Owner, ServiceClient, Viewer
 
 __all__ = [
     "Decision",
@@ -239,10 +239,22 @@ def open_to_viewer(context: Any, rule: Rule) -> bool:
     return not rule.per_enterprise and request_decision(context, rule, None) is _ALLOW
 
 
+#: Decisions for anonymous viewers and members, by (rule, viewer class): they depend
+#: on nothing else (no enterprise, no scope), so every request shares them.
+_BY_CLASS: dict[tuple[Rule, type], Decision] = {}
+
+
 def request_decision(context: Any, rule: Rule, enterprise: str | None) -> Decision:
     """``decide`` for the request's viewer, made once per request for each rule (and
-    enterprise, where the rule depends on it): an audited allowance of a rule that is
-    not audited is a plain one."""
+    enterprise, where the rule depends on it), or once for all requests of anonymous
+    viewers and of members: an audited allowance of a rule that is not audited is a
+    plain one."""
+    viewer_class = context.viewer.__class__
+    if viewer_class is Anonymous or viewer_class is Member:
+        shared = _BY_CLASS.get((rule, viewer_class))
+        if shared is None:
+            shared = _BY_CLASS[rule, viewer_class] = decide(rule, context.viewer, None)
+        return shared
     key = (rule, enterprise if rule.per_enterprise else None)
     decision: Decision | None = context.decisions.get(key)
     if decision is None:
