@@ -99,6 +99,7 @@ from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as
 from strawberry.types.arguments import StrawberryArgument, _is_leaf_type, convert_arguments
 from strawberry.types.base import StrawberryList, StrawberryMaybe, StrawberryOptional
 
+from gateway.viewer import Anonymous, Member
 from resolvers.context import Context
 from resolvers.limits import cached_document
 from resolvers.permissions import (
@@ -630,6 +631,10 @@ class _Leaves:
             return Undefined  # graphql-core says why
 
 
+#: ``Run.open`` of every run for an anonymous viewer, and of every run for a member.
+_SHARED_OPEN: dict[type, dict[Rule, bool]] = {Anonymous: {}, Member: {}}
+
+
 class Run:
     """One execution of a plan."""
 
@@ -663,8 +668,12 @@ class Run:
         self.nulled: set[Path | None] = set()
         self.arguments: dict[FieldPlan, dict[str, Any]] = {}
         #: Per rule met: whether it lets every value through for this viewer
-        #: (``open_to_viewer``), so its fields skip the check value by value.
-        self.open: dict[Rule, bool] = {}
+        #: (``open_to_viewer``), so its fields skip the check value by value; for
+        #: anonymous viewers and members (whose decisions hang on nothing else), one
+        #: dictionary every run shares.
+        viewer = getattr(context, "viewer", None)  # (a test's schema may run without one)
+        shared = _SHARED_OPEN.get(viewer.__class__)
+        self.open: dict[Rule, bool] = {} if shared is None else shared
 
     def opens(self, rule: Rule) -> bool:
         opened = self.open.get(rule)
@@ -1386,6 +1395,7 @@ def _executor(
         "    results = {}",
         "    pending = []",
         "    opens = run.opens",
+        "    opened = run.open.get",
         "    try:",
     ]
     for index, field in enumerate(fields):
@@ -1417,7 +1427,7 @@ def _executor(
             body = _value_lines(field, index, key, type_name, fetch, namespace)
         if body is not generic and field.rule is not None and field.how != _DIRECT:
             namespace[f"R{index}"] = field.rule
-            lines.append(f"        if opens(R{index}):")
+            lines.append(f"        if opened(R{index}) or opens(R{index}):")
             lines.extend(f"            {line}" for line in body)
             lines.append("        else:")
             lines.extend(f"            {line}" for line in generic)
@@ -1480,7 +1490,7 @@ def _fetch(field: FieldPlan, index: int, namespace: dict[str, Any]) -> list[str]
     namespace[f"R{index}"] = field.rule
     return [
         *lines,
-        f"if opens(R{index}) or run._allowed(F{index}, source, kwargs, p):",
+        f"if opened(R{index}) or opens(R{index}) or run._allowed(F{index}, source, kwargs, p):",
         *(f"    {line}" for line in call),
         "else:",
         "    result = None",
