@@ -467,13 +467,15 @@ async def load_together(
         requests = [guard, *requests]
     if not requests:
         return []
-    results: list[dict[Hashable, Any]] = [{} for _ in requests]
+    results: list[dict[Hashable, Any]] = []
     asked: list[_Asked] = []
     pending: list[_Pending] = []
+    wanted: list[str] = []  # every cache key asked, in one list
     for index, (loader, keys) in enumerate(requests):
         fresh: list[Hashable] = []
         waiting: list[Hashable] = []
-        known = results[index]
+        known: dict[Hashable, Any] = {}
+        results.append(known)
         primed = loader._primed
         for key in keys if len(keys) == 1 else dict.fromkeys(keys):
             value = primed.get(key, MISSING)
@@ -489,30 +491,24 @@ async def load_together(
                 known[key] = future.exception() or future.result()
         if fresh:  # ``loader._cache_keys(fresh)``, in line
             prefix = loader._prefix
-            asked.append((index, loader, fresh, [f"{prefix}{key}" for key in fresh]))
+            ckeys = [f"{prefix}{key}" for key in fresh]
+            wanted += ckeys
+            asked.append((index, loader, fresh, ckeys))
         if waiting:
             pending.append((index, loader, waiting))
     hits: Mapping[str, bytes] = {}
     if asked:
-        cache = asked[0][1]._documents
-        hits = await cache.get_many([ckey for _, _, _, ckeys in asked for ckey in ckeys])
+        hits = await asked[0][1]._documents.get_many(wanted)
     if guard is None:
         await _settle(results, asked, pending, hits)
         return results
-    await _settle(
-        results,
-        [entry for entry in asked if entry[0] == 0],
-        [entry for entry in pending if entry[0] == 0],
-        hits,
-    )
+    # The guard's entries come first (index 0), if it has any.
+    head = 1 if asked and asked[0][0] == 0 else 0
+    waits = 1 if pending and pending[0][0] == 0 else 0
+    await _settle(results, asked[:head], pending[:waits], hits)
     exists = {key for key, value in results[0].items() if isinstance(value, dict)}
     if len(exists) == len(results[0]):  # every guard key exists: nothing to leave out
-        await _settle(
-            results,
-            [entry for entry in asked if entry[0]],
-            [entry for entry in pending if entry[0]],
-            hits,
-        )
+        await _settle(results, asked[head:], pending[waits:], hits)
         return results
     kept: list[_Asked] = []
     for index, loader, fresh, ckeys in asked:
