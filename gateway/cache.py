@@ -273,6 +273,9 @@ class DocumentCache:
     def _flush(self, batch: _Batch) -> None:
         if self._batch is batch:
             self._batch = None
+        if self._closed:  # asked as the cache closed: nothing is sent
+            self._settle(batch, [], asyncio.CancelledError())
+            return
         if self._cluster:
             self._start(self._mget_cluster(batch))
             return

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -199,3 +200,19 @@ def test_reads_and_scripts_travel_on_the_link_under_uvloop(settings: Settings) -
     found, answered = uvloop.run(main())
     assert found == {"ig:test:link:uvloop": b"fast"}
     assert answered == [[b"k", b"v"]]
+
+
+async def test_a_read_asked_of_a_closed_cache_is_cancelled_and_opens_nothing(
+    settings: Settings,
+) -> None:
+    """Shutting down: reads in flight, and any asked after, are cancelled, as the
+    request that asked them is being; no connection is opened for them."""
+    assert settings.redis_url is not None
+    cache = DocumentCache.from_url(settings.redis_url, ttl_seconds=60)
+    assert await cache.get_many(["ig:test:closed"]) == {}
+    link = cache._link
+    await cache.close()
+    with pytest.raises(asyncio.CancelledError):
+        await cache.get_many(["ig:test:closed"])
+    assert cache._link is link and link is not None
+    assert isinstance(link.failed, asyncio.CancelledError)
