@@ -281,13 +281,17 @@ class DocumentCache:
             return
         keys = list(batch.keys)
         commands: list[tuple[Any, ...]] = [("MGET", *keys)] if keys else []
-        for call, _ in batch.scripts:
-            sha, script_keys, arguments = call()
-            commands.append(("EVALSHA", sha, len(script_keys), *script_keys, *arguments))
         try:
+            for call, _ in batch.scripts:
+                sha, script_keys, arguments = call()
+                commands.append(("EVALSHA", sha, len(script_keys), *script_keys, *arguments))
             packed = b"".join([pack_command(command) for command in commands])
         except TypeError as exc:  # an argument hiredis cannot send, as redis-py says it
             self._settle(batch, keys, DataError(str(exc)))
+            return
+        except Exception as exc:  # a script's caller failed: its turn misses, none hangs
+            log.exception("a Redis round trip could not be built")
+            self._settle(batch, keys, RedisError(f"the round trip could not be built: {exc!r}"))
             return
         CACHE_READS.inc()
         trip = _Trip(self, batch, keys, packed, len(commands))
@@ -328,6 +332,8 @@ class DocumentCache:
             opening = self._opening = asyncio.get_running_loop().create_task(
                 open_link(pool.connection_class, pool.connection_kwargs, self._timeout_s)
             )
+            # Its failure is each waiter's to handle; one left with no waiter is not news.
+            opening.add_done_callback(lambda done: done.cancelled() or done.exception())
         link = await asyncio.shield(opening)
         if self._closed:
             link.fail(asyncio.CancelledError())
