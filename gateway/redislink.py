@@ -179,10 +179,15 @@ async def open_link(
             setup = await _setup(options)
             if setup:
                 answered: asyncio.Future[list[Any] | BaseException] = loop.create_future()
+
+                def give(result: list[Any] | BaseException) -> None:
+                    if not answered.done():  # (a wait given up: the link fails the trip)
+                        answered.set_result(result)
+
                 link.send(
                     b"".join(hiredis.pack_command(command) for command in setup),
                     len(setup),
-                    answered.set_result,
+                    give,
                 )
                 answers = await answered
                 if isinstance(answers, BaseException):

@@ -216,3 +216,21 @@ async def test_a_read_asked_of_a_closed_cache_is_cancelled_and_opens_nothing(
         await cache.get_many(["ig:test:closed"])
     assert cache._link is link and link is not None
     assert isinstance(link.failed, asyncio.CancelledError)
+
+
+async def test_a_login_that_gets_no_answer_misses_quietly(
+    silent_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The link's setup (AUTH here) waits no longer than the connect timeout; the
+    answer that never came is given to nobody, and nothing is logged as an error."""
+    port = silent_server.split(":")[2].split("/")[0]
+    url = f"redis://someone:secret@127.0.0.1:{port}/0"
+    cache = DocumentCache.from_url(url, ttl_seconds=60, timeout_s=0.2)
+    try:
+        with caplog.at_level("ERROR"):
+            assert await cache.get_many(["k"]) == {}
+            await asyncio.sleep(0)
+        assert cache._link is None  # never set up
+        assert [record.getMessage() for record in caplog.records] == []
+    finally:
+        await cache.close()
