@@ -54,6 +54,7 @@ __all__ = [
     "field_denial",
     "field_rule",
     "fragment_definitions",
+    "open_rules",
     "platform_hidden",
     "platform_middleware",
     "public_operation",
@@ -242,6 +243,17 @@ def open_to_viewer(context: Any, rule: Rule) -> bool:
 #: Decisions for anonymous viewers and members, by (rule, viewer class): they depend
 #: on nothing else (no enterprise, no scope), so every request shares them.
 _BY_CLASS: dict[tuple[Rule, type], Decision] = {}
+#: ``open_to_viewer``'s answers for those same viewers, by their class, kept for every
+#: request (``open_rules``).
+_OPEN_BY_CLASS: dict[type, dict[Rule, bool]] = {Anonymous: {}, Member: {}}
+
+
+def open_rules(viewer: Any) -> dict[Rule, bool]:
+    """Where one request keeps ``open_to_viewer``'s answers: for an anonymous viewer or
+    a member, the dictionary every request of its kind shares (the answers hang on the
+    rule and that kind alone); else a fresh one."""
+    shared = _OPEN_BY_CLASS.get(viewer.__class__)
+    return {} if shared is None else shared
 
 
 def request_decision(context: Any, rule: Rule, enterprise: str | None) -> Decision:
@@ -250,7 +262,7 @@ def request_decision(context: Any, rule: Rule, enterprise: str | None) -> Decisi
     viewers and of members: an audited allowance of a rule that is not audited is a
     plain one."""
     viewer_class = context.viewer.__class__
-    if viewer_class is Anonymous or viewer_class is Member:
+    if viewer_class in _OPEN_BY_CLASS:  # an anonymous viewer or a member
         shared = _BY_CLASS.get((rule, viewer_class))
         if shared is None:
             shared = _BY_CLASS[rule, viewer_class] = decide(rule, context.viewer, None)

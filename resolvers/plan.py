@@ -99,7 +99,6 @@ from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo as
 from strawberry.types.arguments import StrawberryArgument, _is_leaf_type, convert_arguments
 from strawberry.types.base import StrawberryList, StrawberryMaybe, StrawberryOptional
 
-from gateway.viewer import Anonymous, Member
 from resolvers.context import Context
 from resolvers.limits import cached_document
 from resolvers.permissions import (
@@ -107,6 +106,7 @@ from resolvers.permissions import (
     VisibilityExtension,
     field_denial,
     fragment_definitions,
+    open_rules,
     open_to_viewer,
     select_operation,
 )
@@ -631,10 +631,6 @@ class _Leaves:
             return Undefined  # graphql-core says why
 
 
-#: ``Run.open`` of every run for an anonymous viewer, and of every run for a member.
-_SHARED_OPEN: dict[type, dict[Rule, bool]] = {Anonymous: {}, Member: {}}
-
-
 class Run:
     """One execution of a plan."""
 
@@ -668,12 +664,10 @@ class Run:
         self.nulled: set[Path | None] = set()
         self.arguments: dict[FieldPlan, dict[str, Any]] = {}
         #: Per rule met: whether it lets every value through for this viewer
-        #: (``open_to_viewer``), so its fields skip the check value by value; for
-        #: anonymous viewers and members (whose decisions hang on nothing else), one
-        #: dictionary every run shares.
-        viewer = getattr(context, "viewer", None)  # (a test's schema may run without one)
-        shared = _SHARED_OPEN.get(viewer.__class__)
-        self.open: dict[Rule, bool] = {} if shared is None else shared
+        #: (``open_to_viewer``), so its fields skip the check value by value; shared
+        #: by every run of the viewer's kind where its decisions allow (``open_rules``).
+        # (A test's schema may run without a viewer.)
+        self.open: dict[Rule, bool] = open_rules(getattr(context, "viewer", None))
 
     def opens(self, rule: Rule) -> bool:
         opened = self.open.get(rule)
