@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
+from types import MappingProxyType
 from typing import Any
 
 from hiredis import pack_command
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Keys one shared MGET may carry before the next call starts a batch of its own.
 _MAX_BATCH_KEYS = 2000
+#: What a read finds when there is nothing to read, or Redis is given up on.
+_NOTHING: Mapping[str, bytes | None] = MappingProxyType({})
 #: What an evicted key holds until its grace runs out: read as a miss.
 TOMBSTONE = b""
 #: Keys one eviction command carries.
@@ -236,8 +239,16 @@ class DocumentCache:
         the same tick), so a whole archive page costs one round trip per level of
         the graph, not one per loader; concurrent requests share them too.
         """
+        found = await self.read_many(keys)
+        return {key: value for key in keys if (value := found.get(key))}
+
+    async def read_many(self, keys: Sequence[str]) -> Mapping[str, bytes | None]:
+        """``get_many`` without its copy: what the turn's whole MGET answered, ``keys``
+        among it, shared by every caller of the turn, so only looked up, never changed
+        or walked. A key absent, or held as None or as an empty value (a tombstone),
+        is a miss."""
         if not keys or not self.available:
-            return {}
+            return _NOTHING
         batch = self._batch
         if batch is None or len(batch.keys) >= _MAX_BATCH_KEYS:
             batch = self._open_batch()
@@ -245,8 +256,7 @@ class DocumentCache:
         # A future of the caller's own: a caller cancelled leaves the others theirs.
         waiter: asyncio.Future[dict[str, bytes]] = asyncio.get_running_loop().create_future()
         batch.waiters.append(waiter)
-        found = await waiter
-        return {key: found[key] for key in keys if key in found}
+        return await waiter
 
     def run_script(self, call: Callable[[], ScriptCall], answered: Callable[[Any], None]) -> None:
         """Run a script (``EVALSHA``) in the same pipeline, and round trip, as this
@@ -384,12 +394,9 @@ class DocumentCache:
                 self.suspect("MGET", values)
                 found = {}
             else:
-                found = {
-                    key: value
-                    for key, value in zip(keys, values, strict=True)
-                    # None: a miss (the client never decodes); empty: a tombstone.
-                    if isinstance(value, bytes) and value != TOMBSTONE
-                }
+                # None: a miss (the client never decodes); empty: a tombstone. Both are
+                # kept, and read as misses (``read_many``): a dict made in one step.
+                found = dict(zip(keys, values, strict=True))
         for waiter in batch.waiters:
             if not waiter.done():
                 waiter.set_result(found)

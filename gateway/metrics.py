@@ -286,17 +286,20 @@ def observe_operation(
     _OPERATIONS.labels(label, outcome).inc()
     _OPERATION_SECONDS.labels(label).observe(seconds)
     for error in errors:
-        code = (error.get("extensions") or {}).get("code") if isinstance(error, dict) else None
-        # Syntax and validation errors carry no code (graphql-core's own): "none".
-        label = "none" if code is None else code if code in _CODES else "other"
-        series = _ERROR_SERIES.get(label)
+        code = (error.get("extensions") or _NONE).get("code") if error.__class__ is dict else None
+        series = _ERROR_SERIES.get(code)
         if series is None:
-            series = _ERROR_SERIES[label] = _ERRORS.labels(label)
+            # Syntax and validation errors carry no code (graphql-core's own): "none".
+            label = "none" if code is None else code if code in _CODES else "other"
+            series = _ERRORS.labels(label)
+            if code is None or code in _CODES:  # the codes are few; other ones are not kept
+                _ERROR_SERIES[code] = series
         series.value += 1  # ``series.inc()``, in line: a whole archive counts seven
 
 
-#: The series of ``_ERRORS`` by code, looked up once (the codes are few: ``_CODES``).
-_ERROR_SERIES: dict[str, Any] = {}
+#: The series of ``_ERRORS`` by the code an error carries (None: none), looked up once.
+_ERROR_SERIES: dict[str | None, Any] = {}
+_NONE: dict[str, Any] = {}
 
 
 def route_label(path: str) -> str:

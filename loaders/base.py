@@ -15,7 +15,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar, overload
@@ -345,7 +345,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
 
     async def batch_load_fn(self, keys: Sequence[Hashable]) -> list[Any]:
         cache_keys = self._cache_keys(keys)
-        hits = await self._documents.get_many(cache_keys)
+        hits = await self._documents.read_many(cache_keys)
         found, misses = self._cached(keys, hits, cache_keys)
         CACHE_HITS.inc(len(found))
         if misses:
@@ -357,7 +357,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         return [f"{prefix}{key}" for key in keys]
 
     def _cached(
-        self, keys: Sequence[Hashable], hits: Mapping[str, bytes], cache_keys: list[str]
+        self, keys: Sequence[Hashable], hits: Mapping[str, bytes | None], cache_keys: list[str]
     ) -> tuple[dict[Hashable, Any], list[Hashable]]:
         """What Redis held of ``keys`` (decoded), and the keys it did not hold (the
         callers count the hits)."""
@@ -366,7 +366,7 @@ class SourceLoader(DataLoader[Hashable, Any]):
         misses: list[Hashable] = []
         for key, ckey in zip(keys, cache_keys, strict=True):
             raw = hits.get(ckey)
-            if raw is None:
+            if not raw:  # absent, or a miss or a tombstone (``read_many``)
                 misses.append(key)
             else:
                 found[key] = unpack(raw)
@@ -472,43 +472,58 @@ async def load_together(
     pending: list[_Pending] = []
     wanted: list[str] = []  # every cache key asked, in one list
     for index, (loader, keys) in enumerate(requests):
-        fresh: list[Hashable] = []
-        waiting: list[Hashable] = []
         known: dict[Hashable, Any] = {}
         results.append(known)
-        primed = loader._primed
-        for key in keys if len(keys) == 1 else dict.fromkeys(keys):
-            value = primed.get(key, MISSING)
-            if value is not MISSING:
-                known[key] = value
-                continue
-            future = loader._cache.get(key)
-            if future is None:
-                fresh.append(key)
-            elif not future.done():
-                waiting.append(key)
-            else:
-                known[key] = future.exception() or future.result()
+        primed, loading = loader._primed, loader._cache
+        fresh: Sequence[Hashable]
+        if not primed and not loading:  # nothing asked of it yet: every key is new
+            fresh = keys if len(keys) == 1 else list(dict.fromkeys(keys))
+        else:
+            fresh = []
+            waiting: list[Hashable] = []
+            for key in dict.fromkeys(keys):
+                value = primed.get(key, MISSING)
+                if value is not MISSING:
+                    known[key] = value
+                    continue
+                future = loading.get(key)
+                if future is None:
+                    fresh.append(key)
+                elif not future.done():
+                    waiting.append(key)
+                else:
+                    known[key] = future.exception() or future.result()
+            if waiting:
+                pending.append((index, loader, waiting))
         if fresh:  # ``loader._cache_keys(fresh)``, in line
             prefix = loader._prefix
             ckeys = [f"{prefix}{key}" for key in fresh]
             wanted += ckeys
             asked.append((index, loader, fresh, ckeys))
-        if waiting:
-            pending.append((index, loader, waiting))
-    hits: Mapping[str, bytes] = {}
+    hits: Mapping[str, bytes | None] = {}
     if asked:
-        hits = await asked[0][1]._documents.get_many(wanted)
+        hits = await asked[0][1]._documents.read_many(wanted)
     if guard is None:
         await _settle(results, asked, pending, hits)
         return results
     # The guard's entries come first (index 0), if it has any.
     head = 1 if asked and asked[0][0] == 0 else 0
     waits = 1 if pending and pending[0][0] == 0 else 0
-    await _settle(results, asked[:head], pending[:waits], hits)
+    if waits:
+        await _settle(results, asked[:head], pending[:waits], hits)
+    else:
+        missed = _decoded(results, asked[:head], hits)  # in line, no wait: all in Redis
+        if missed:
+            await _settle(results, (), (), hits, missed)
     exists = {key for key, value in results[0].items() if isinstance(value, dict)}
     if len(exists) == len(results[0]):  # every guard key exists: nothing to leave out
-        await _settle(results, asked[head:], pending[waits:], hits)
+        if head:
+            asked = asked[head:]
+        if waits:
+            pending = pending[waits:]
+        missed = _decoded(results, asked, hits)
+        if missed or pending:
+            await _settle(results, (), pending, hits, missed)
         return results
     kept: list[_Asked] = []
     for index, loader, fresh, ckeys in asked:
@@ -525,46 +540,63 @@ async def load_together(
 
 
 #: A loader's keys not asked of it before: (request index, loader, keys, cache keys).
-_Asked = tuple[int, "SourceLoader", list[Hashable], list[str]]
+_Asked = tuple[int, "SourceLoader", Sequence[Hashable], list[str]]
 #: A loader's keys already loading: (request index, loader, keys).
 _Pending = tuple[int, "SourceLoader", list[Hashable]]
+
+
+def _decoded(
+    results: list[dict[Hashable, Any]], asked: Sequence[_Asked], hits: Mapping[str, bytes | None]
+) -> list[_Asked]:
+    """What Redis held of ``asked`` decoded into ``results`` and primed into each
+    loader at once (``SourceLoader._cached`` and ``_prime`` in one pass); returns the
+    requests that missed keys, with just those keys (their cache keys unused)."""
+    missed: list[_Asked] = []
+    cached = 0
+    for index, loader, fresh, ckeys in asked:
+        # ``loader._batches.observe(len(fresh))``, in line.
+        batches = loader._batches
+        size = len(fresh)
+        batches.counts[bisect_left(batches.bounds, size)] += 1
+        batches.sum += size
+        known = results[index]
+        loading, primed = loader._cache, loader._primed
+        misses: list[Hashable] = []
+        for key, ckey in zip(fresh, ckeys, strict=True):
+            raw = hits.get(ckey)
+            if not raw:  # absent, or a miss or a tombstone (``read_many``)
+                misses.append(key)
+                continue
+            value = known[key] = _decode(raw, _CODEC)["v"]  # unpack(raw), in line
+            if key not in loading:
+                primed.setdefault(key, value)
+        if misses:
+            missed.append((index, loader, misses, ckeys))
+            cached += size - len(misses)
+        else:
+            cached += size
+    if cached:
+        CACHE_HITS.inc(cached)
+    return missed
 
 
 async def _settle(
     results: list[dict[Hashable, Any]],
     asked: Sequence[_Asked],
     pending: Sequence[_Pending],
-    hits: Mapping[str, bytes],
+    hits: Mapping[str, bytes | None],
+    missed: Sequence[_Asked] | None = None,
 ) -> None:
     """Fill ``results``: what Redis held (``hits``) decoded, the misses from MongoDB
     (one find per loader, all at once), the keys already loading awaited; every value
-    read here primed into its loader."""
-    sourced: list[tuple[int, SourceLoader, Awaitable[dict[Hashable, Any]]]] = []
-    cached = 0
-    for index, loader, fresh, ckeys in asked:
-        # ``SourceLoader._cached`` and ``_prime`` in one pass: what Redis held is
-        # decoded and primed at once, the misses asked of MongoDB below.
-        # ``loader._batches.observe(len(fresh))``, in line.
-        batches = loader._batches
-        batches.counts[bisect_left(batches.bounds, len(fresh))] += 1
-        batches.sum += len(fresh)
-        known = results[index]
-        loading, primed = loader._cache, loader._primed
-        misses: list[Hashable] = []
-        for key, ckey in zip(fresh, ckeys, strict=True):
-            raw = hits.get(ckey)
-            if raw is None:
-                misses.append(key)
-                continue
-            value = known[key] = _decode(raw, _CODEC)["v"]  # unpack(raw), in line
-            if key not in loading:
-                primed.setdefault(key, value)
-        cached += len(fresh) - len(misses)
-        if misses:
-            sourced.append((index, loader, loader._from_source(misses)))
-    if cached:
-        CACHE_HITS.inc(cached)
-    if sourced:
+    read here primed into its loader. ``missed``: requests already decoded
+    (``_decoded``) whose misses are still to be read."""
+    if missed is None:
+        missed = _decoded(results, asked, hits)
+    if missed:
+        sourced = [
+            (index, loader, loader._from_source(list(keys))) for index, loader, keys, _ in missed
+        ]
         fetched_all = await asyncio.gather(*(call for _, _, call in sourced))
         for (index, loader, _), fetched in zip(sourced, fetched_all, strict=True):
             results[index].update(fetched)

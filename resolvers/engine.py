@@ -142,8 +142,11 @@ _CHAINED = 8
 def _log_and_mask(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
     """Log unexpected errors only, and never the query text (its arguments may carry
     personal data, an ID number to verify); send them without their words."""
-    shown = []
+    shown: list[GraphQLError] = []
     for error in errors:
+        if error.__class__ is Denied:  # a denial: expected, and never raised
+            shown.append(error)
+            continue
         if is_expected_error(error):
             shown.append(error)
             _forget_traceback(error)

@@ -49,17 +49,21 @@ __all__ = [
     "VisibilityExtension",
     "check_field",
     "check_platform_fields",
+    "closed_to_viewer",
     "decide",
+    "denied_at",
     "enforce",
     "field_denial",
     "field_rule",
     "fragment_definitions",
+    "located_denial",
     "open_rules",
     "platform_hidden",
     "platform_middleware",
     "public_operation",
     "request_decision",
     "select_operation",
+    "shut_rules",
     "visible",
 ]
 
@@ -256,6 +260,29 @@ def open_rules(viewer: Any) -> dict[Rule, bool]:
     return {} if shared is None else shared
 
 
+def closed_to_viewer(context: Any, rule: Rule) -> Decision | None:
+    """The denial of every value ``rule`` guards, whatever the enterprise, for this
+    request's viewer; None when some value might pass (or the viewer is of a kind whose
+    decisions hang on more than its kind). Only anonymous viewers and members are
+    decided by their kind alone (``request_decision``), so only they are ever shut out
+    of a field whole."""
+    if context.viewer.__class__ not in _OPEN_BY_CLASS:
+        return None
+    decision = request_decision(context, rule, None)
+    return decision if decision is _UNAUTHENTICATED or decision is _FORBIDDEN else None
+
+
+#: ``closed_to_viewer``'s answers for anonymous viewers and members, by their class.
+_SHUT_BY_CLASS: dict[type, dict[Rule, Decision | None]] = {Anonymous: {}, Member: {}}
+
+
+def shut_rules(viewer: Any) -> dict[Rule, Decision | None]:
+    """Where one request keeps ``closed_to_viewer``'s answers: shared by kind, as
+    ``open_rules``."""
+    shared = _SHUT_BY_CLASS.get(viewer.__class__)
+    return {} if shared is None else shared
+
+
 def request_decision(context: Any, rule: Rule, enterprise: str | None) -> Decision:
     """``decide`` for the request's viewer, made once per request for each rule (and
     enterprise, where the rule depends on it), or once for all requests of anonymous
@@ -329,6 +356,13 @@ class Denied(GraphQLError):
     @property
     def formatted(self) -> Any:
         template = self._template
+        if self._formatted_locations and template.extensions:  # every denial located
+            return {
+                "message": template.message,
+                "locations": list(self._formatted_locations),
+                "path": self.path,
+                "extensions": template.extensions,
+            }
         formatted: dict[str, Any] = {"message": template.message}
         if template.locations is not None:
             formatted["locations"] = list(self._formatted_locations)
@@ -366,6 +400,17 @@ def _denial(
     ids reused by other nodes after their document left the cache are never taken for
     them.)
     """
+    return denied_at(located_denial(field_name, field_nodes, rule, decision), path)
+
+
+#: A field's denial located once: the error and its formatted locations.
+Located = tuple[GraphQLError, list[Any]]
+
+
+def located_denial(
+    field_name: str, field_nodes: list[FieldNode], rule: Rule, decision: Decision
+) -> Located:
+    """The located error every denial at these field nodes shares (``_denial``)."""
     # The decision by its id (members live as long as their class): an Enum hashes,
     # and gives its ``value``, in Python.
     key = (tuple(map(id, field_nodes)), rule, id(decision))
@@ -377,12 +422,17 @@ def _denial(
         if len(_DENIALS) >= _DENIALS_KEPT:
             _DENIALS.clear()
         found = _DENIALS[key] = (tuple(field_nodes), template, locations)
-    _, template, locations = found
-    located = Denied.__new__(Denied, template.message)
-    located._template = template
-    located._formatted_locations = locations
-    located.path = path.as_list()
-    return located
+    return found[1], found[2]
+
+
+def denied_at(located: Located, path: Path) -> Denied:
+    """A copy of a located denial at the value at ``path``."""
+    template, locations = located
+    denied = Denied.__new__(Denied, template.message)
+    denied._template = template
+    denied._formatted_locations = locations
+    denied.path = path.as_list()
+    return denied
 
 
 def fragment_definitions(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:

@@ -102,13 +102,19 @@ from strawberry.types.base import StrawberryList, StrawberryMaybe, StrawberryOpt
 from resolvers.context import Context
 from resolvers.limits import cached_document
 from resolvers.permissions import (
+    Decision,
+    Located,
     Rule,
     VisibilityExtension,
+    closed_to_viewer,
+    denied_at,
     field_denial,
     fragment_definitions,
+    located_denial,
     open_rules,
     open_to_viewer,
     select_operation,
+    shut_rules,
 )
 
 __all__ = ["Plan", "compile_plan", "compiled_plan"]
@@ -182,6 +188,7 @@ class FieldPlan:
         "call",
         "completion",
         "definition",
+        "denials",
         "has_arguments",
         "how",
         "info_class",
@@ -231,6 +238,8 @@ class FieldPlan:
         self.completion: Completion | None = None
         self.strawberry_field: Any = None
         self.static_arguments: dict[str, Any] | None = None
+        #: The field's denial located once per decision (``Run.deny``).
+        self.denials: dict[Decision, Located] = {}
         #: (GraphQL name, Python name, whether a list) of each argument, when every one
         #: is a scalar, an enum or a list of them: what Strawberry's conversion leaves as
         #: graphql-core coerced it (a list copied).
@@ -642,6 +651,7 @@ class Run:
         "nulled",
         "open",
         "plan",
+        "shut",
         "variables",
         "written",
     )
@@ -667,7 +677,11 @@ class Run:
         #: (``open_to_viewer``), so its fields skip the check value by value; shared
         #: by every run of the viewer's kind where its decisions allow (``open_rules``).
         # (A test's schema may run without a viewer.)
-        self.open: dict[Rule, bool] = open_rules(getattr(context, "viewer", None))
+        viewer = getattr(context, "viewer", None)
+        self.open: dict[Rule, bool] = open_rules(viewer)
+        #: Per rule met that is not open: the denial of every value it guards, whatever
+        #: the enterprise (``closed_to_viewer``), or None; shared as ``open`` is.
+        self.shut: dict[Rule, Decision | None] = shut_rules(viewer)
 
     def opens(self, rule: Rule) -> bool:
         opened = self.open.get(rule)
@@ -675,21 +689,55 @@ class Run:
             opened = self.open[rule] = open_to_viewer(self.context, rule)
         return opened
 
+    def closes(self, rule: Rule) -> Decision | None:
+        """The denial of every value of ``rule``'s fields for this viewer, or None."""
+        shut = self.shut
+        if rule in shut:
+            return shut[rule]
+        decision = shut[rule] = closed_to_viewer(self.context, rule)
+        return decision
+
+    def deny(self, field: FieldPlan, path: Path, decision: Decision) -> None:
+        """A field shut to the viewer (``closes``): its denial kept at ``path`` as the
+        error of a null value, as ``field_denial`` and ``Run._allowed`` would keep it,
+        without the resolver's arguments and info made first; raised when the field
+        is non-null (to null its parent)."""
+        located = field.denials.get(decision)
+        if located is None:
+            located = field.denials[decision] = located_denial(
+                field.name,
+                field.nodes,
+                field.rule,  # type: ignore[arg-type]
+                decision,
+            )
+        denied = denied_at(located, path)
+        if field.completion.kind == _NON_NULL:  # type: ignore[union-attr]
+            raise denied
+        # ``add_error``, but a position that nothing under it ever fills (its field
+        # is not resolved) need not be remembered as nulled.
+        if self.nulled and self._nulled_at(path):
+            return
+        self.errors.append(denied)
+
     # errors -------------------------------------------------------------------------
 
     def add_error(self, error: GraphQLError, path: Path | None) -> None:
         """Keep an error, unless its position or an ancestor was already nulled."""
         nulled = self.nulled
-        if nulled:
-            at = path
-            while at is not None:
-                if at in nulled:
-                    return
-                at = at.prev
-            if None in nulled:
-                return
+        if nulled and self._nulled_at(path):
+            return
         nulled.add(path)
         self.errors.append(error)
+
+    def _nulled_at(self, path: Path | None) -> bool:
+        """Whether ``path`` or an ancestor was already nulled."""
+        nulled = self.nulled
+        at = path
+        while at is not None:
+            if at in nulled:
+                return True
+            at = at.prev
+        return None in nulled
 
     def field_error(
         self, raw: Exception, completion: Completion, nodes: list[FieldNode], path: Path
@@ -1390,8 +1438,10 @@ def _executor(
         "    pending = []",
         "    opens = run.opens",
         "    opened = run.open.get",
+        "    closes = run.closes",
         "    try:",
     ]
+    head = len(lines) - 1  # where the lines that name them end
     for index, field in enumerate(fields):
         key = repr(field.key)
         if field.how == _TYPENAME:
@@ -1419,14 +1469,36 @@ def _executor(
             body = _leaf_lines(field, index, key, type_name, fetch, namespace)
         else:
             body = _value_lines(field, index, key, type_name, fetch, namespace)
+        # A rule shut to the viewer (``Run.closes``): the value is the denial, kept
+        # at once, without the resolver's arguments and info made first (for a
+        # resolver, once its arguments are known to convert: static ones).
+        deny = [
+            f"run.deny({name}, {at}, decision)",
+            f"results[{key}] = None",
+        ]
         if body is not generic and field.rule is not None and field.how != _DIRECT:
             namespace[f"R{index}"] = field.rule
             lines.append(f"        if opened(R{index}) or opens(R{index}):")
             lines.extend(f"            {line}" for line in body)
+            lines.append(f"        elif (decision := closes(R{index})) is not None:")
+            lines.extend(f"            {line}" for line in deny)
             lines.append("        else:")
             lines.extend(f"            {line}" for line in generic)
+        elif fetch is not None and field.rule is not None:  # a resolver called in line
+            lines.append(
+                f"        if not opened(R{index}) and {name}.static_arguments is not None"
+                f" and (decision := closes(R{index})) is not None:"
+            )
+            lines.extend(f"            {line}" for line in deny)
+            lines.append("        else:")
+            lines.extend(f"            {line}" for line in body)
         else:
             lines.extend(f"        {line}" for line in body)
+    # Only the names the fields use are bound, each a lookup every call would pay.
+    used = "\n".join(lines[head:])
+    lines[head - 3 : head] = [
+        line for line in lines[head - 3 : head] if f"{line.split()[0]}(" in used
+    ]
     lines += [
         "    except Exception:",
         "        _settle([results[key] for key in pending])",

@@ -114,6 +114,33 @@ async def test_round_trips_of_several_turns_are_in_flight_on_one_link_at_once(
         await redis.delete("ig:test:link:a", "ig:test:link:b", "ig:test:link:c")
 
 
+async def test_a_turns_callers_share_what_its_mget_answered(
+    settings: Settings, redis: Redis
+) -> None:
+    """``read_many`` gives every caller of a turn the turn's whole answer, misses and
+    tombstones held as they came (None, empty), with no copy of its own; ``get_many``
+    gives each caller its own keys that hold a value."""
+    assert settings.redis_url is not None
+    await redis.mset({"ig:test:shared:a": b"A", "ig:test:shared:t": b""})
+    cache = DocumentCache.from_url(settings.redis_url, ttl_seconds=60)
+    try:
+        first = asyncio.ensure_future(cache.read_many(["ig:test:shared:a"]))
+        second = asyncio.ensure_future(cache.read_many(["ig:test:shared:t", "ig:test:shared:x"]))
+        own = asyncio.ensure_future(cache.get_many(["ig:test:shared:t", "ig:test:shared:a"]))
+        shared, also, mine = await asyncio.gather(first, second, own)
+        assert shared is also
+        assert dict(shared) == {
+            "ig:test:shared:a": b"A",
+            "ig:test:shared:t": b"",
+            "ig:test:shared:x": None,
+        }
+        assert mine == {"ig:test:shared:a": b"A"}
+        assert await cache.read_many([]) == {}
+    finally:
+        await cache.close()
+        await redis.delete("ig:test:shared:a", "ig:test:shared:t")
+
+
 async def test_a_round_trip_on_a_link_closed_under_it_is_sent_again(
     settings: Settings, redis: Redis
 ) -> None:

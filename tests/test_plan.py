@@ -33,10 +33,10 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from gateway.graphql_view import _document_order, in_document_order, request_context
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
-from gateway.viewer import Anonymous, Viewer
+from gateway.viewer import Anonymous, Member, Operator, Owner, ServiceClient, Viewer
 from resolvers.engine import Engine
 from resolvers.limits import Measured, measure
-from resolvers.permissions import Tier, visible
+from resolvers.permissions import Decision, Rule, Tier, closed_to_viewer, visible
 from resolvers.plan import _WRITTEN_AFTER, Completion, compile_plan, compiled_plan
 from resolvers.schema import schema
 from tests.test_archive import HANGZHOU, INDIVIDUAL
@@ -603,6 +603,75 @@ async def test_a_denied_field_is_kept_as_its_error_written_or_interpreted(
         ]
         if written and data["guarded"] is not None:  # kept, never raised
             assert [error.__traceback__ for error in result.errors or ()] == [None]
+
+
+_COUNTED: list[int] = []
+
+
+@strawberry.type
+class Counted:
+    enterprise_uscc: strawberry.Private[str | None]
+
+    @visible(Tier.MEMBER, "A member's, with an argument and its info.")
+    def counted(self, info: strawberry.Info, times: int = 1) -> str | None:
+        _COUNTED.append(times)
+        return "c" * times
+
+
+@strawberry.type
+class CountedQuery:
+    @strawberry.field
+    def item(self) -> Counted:
+        return Counted(enterprise_uscc=None)
+
+
+async def test_a_field_shut_to_the_viewer_is_denied_without_its_resolver() -> None:
+    """A rule that no value passes for the viewer's kind (``closed_to_viewer``) is
+    denied in the written executor before the resolver's arguments and info are
+    made: the resolver is never called, and the denial is the one the rule gives."""
+    plan = compile_plan(
+        strawberry.Schema(query=CountedQuery)._schema, parse("{ item { counted(times: 2) } }"), None
+    )
+    assert plan is not None
+    _COUNTED.clear()
+    for _ in range(_WRITTEN_AFTER + 2):  # interpreted first, then written
+        context = SimpleNamespace(viewer=Anonymous(), decisions={})
+        result = await plan.run(None, context, None)  # type: ignore[arg-type]
+        assert result.data == {"item": {"counted": None}}
+        assert [(error.message, error.path, error.extensions) for error in result.errors or ()] == [
+            (
+                "Log in to see counted (tier MEMBER).",
+                ["item", "counted"],
+                {"code": "UNAUTHENTICATED"},
+            )
+        ]
+    assert _COUNTED == []
+    member = SimpleNamespace(viewer=Member(subject="m"), decisions={})
+    result = await plan.run(None, member, None)  # type: ignore[arg-type]
+    assert (result.data, result.errors, _COUNTED) == ({"item": {"counted": "cc"}}, None, [2])
+
+
+@pytest.mark.parametrize(
+    ("viewer", "tier", "closed"),
+    [
+        (Anonymous(), Tier.PUBLIC, None),
+        (Anonymous(), Tier.MEMBER, Decision.UNAUTHENTICATED),
+        (Anonymous(), Tier.OWNER, Decision.UNAUTHENTICATED),
+        (Member(subject="m"), Tier.MEMBER, None),
+        (Member(subject="m"), Tier.OWNER, Decision.FORBIDDEN),
+        (Member(subject="m"), Tier.OPERATOR, Decision.FORBIDDEN),
+        # Decided per enterprise or per scope: never shut whole.
+        (Owner(subject="o", enterprise="91330100MA27XK3Q1Y"), Tier.OWNER, None),
+        (Owner(subject="o", enterprise="91330100MA27XK3Q1Y"), Tier.OPERATOR, None),
+        (ServiceClient(subject="s"), Tier.OWNER, None),
+        (Operator(subject="op"), Tier.OWNER, None),
+    ],
+)
+def test_only_anonymous_viewers_and_members_are_shut_out_of_a_field_whole(
+    viewer: Viewer, tier: Tier, closed: Decision | None
+) -> None:
+    context = SimpleNamespace(viewer=viewer, decisions={})
+    assert closed_to_viewer(context, Rule(tier)) is closed
 
 
 _ERROR_STEPS = st.one_of(st.integers(0, 2), st.sampled_from(["node", "stores", "title"]))
