@@ -497,7 +497,10 @@ async def load_together(
                 pending.append((index, loader, waiting))
         if fresh:  # ``loader._cache_keys(fresh)``, in line
             prefix = loader._prefix
-            ckeys = [f"{prefix}{key}" for key in fresh]
+            if len(fresh) == 1:  # an archive's every loader: no comprehension's frame
+                ckeys = [f"{prefix}{fresh[0]}"]
+            else:
+                ckeys = [f"{prefix}{key}" for key in fresh]
             wanted += ckeys
             asked.append((index, loader, fresh, ckeys))
     hits: Mapping[str, bytes | None] = {}
@@ -561,6 +564,17 @@ def _decoded(
         batches.sum += size
         known = results[index]
         loading, primed = loader._cache, loader._primed
+        if size == 1:  # one key (an archive's every loader): no loop
+            raw = hits.get(ckeys[0])
+            if raw:
+                key = fresh[0]
+                value = known[key] = _decode(raw, _CODEC)["v"]  # unpack(raw), in line
+                if key not in loading:
+                    primed.setdefault(key, value)
+                cached += 1
+            else:
+                missed.append((index, loader, fresh, ckeys))
+            continue
         misses: list[Hashable] = []
         for key, ckey in zip(fresh, ckeys, strict=True):
             raw = hits.get(ckey)

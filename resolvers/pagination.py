@@ -78,16 +78,28 @@ class CountedListConnection(ListConnection[NodeType]):
         # ``Edge.resolve_edge``, its cursor encoded once per offset.
         prefix = edge.CURSOR_PREFIX
         edges = [edge(cursor=_cursor(prefix, start + i), node=node) for i, node in enumerate(page)]
-        return cls(
-            edges=edges,
-            page_info=PageInfo(
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-                has_previous_page=start > 0,
-                has_next_page=len(items) > start + first,
-            ),
-            total_count=len(items),
+        # Its fields set as ``__init__`` would set them, but its page info, made the first
+        # time it is read (``__getattr__``): most pages are asked for their edges only.
+        connection = cls.__new__(cls)
+        connection.edges = edges
+        connection.total_count = len(items)
+        connection.__dict__["_window"] = (start, len(items) > start + first)
+        return connection
+
+    def __getattr__(self, name: str) -> Any:
+        """The page info of a page made by ``page``, made when first read."""
+        window = self.__dict__.get("_window") if name == "page_info" else None
+        if window is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        start, has_next_page = window
+        edges = self.edges
+        info = self.page_info = PageInfo(
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+            has_previous_page=start > 0,
+            has_next_page=has_next_page,
         )
+        return info
 
     @classmethod
     def of(

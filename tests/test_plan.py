@@ -705,3 +705,30 @@ def test_an_index_meeting_a_name_sorts_the_index_first() -> None:
     ]
     in_document_order(errors)
     assert [error["message"] for error in errors] == ["c", "a", "b"]
+
+
+def test_a_page_makes_its_page_info_when_it_is_first_read() -> None:
+    """``CountedListConnection.page`` leaves the page info out until it is read, then
+    makes it as ``ListConnection.resolve_connection`` would have, once."""
+    from resolvers.pagination import _cursor
+    from resolvers.platforms import StoreConnection
+
+    items = [f"store {index}" for index in range(25)]
+    after = _cursor("arrayconnection", 9)
+    page = StoreConnection.page(items, first=10, after=after)
+    assert "page_info" not in page.__dict__
+    assert [edge.node for edge in page.edges] == items[10:20]
+    assert page.total_count == 25
+    info = page.page_info
+    assert (info.start_cursor, info.end_cursor) == (
+        _cursor("arrayconnection", 10),
+        _cursor("arrayconnection", 19),
+    )
+    assert (info.has_previous_page, info.has_next_page) == (True, True)
+    assert page.page_info is info  # made once
+    last = StoreConnection.page(items, first=10, after=_cursor("arrayconnection", 19))
+    assert (last.page_info.has_previous_page, last.page_info.has_next_page) == (True, False)
+    empty = StoreConnection.page([], first=10, after=None)
+    assert (empty.page_info.start_cursor, empty.page_info.has_next_page) == (None, False)
+    with pytest.raises(AttributeError):
+        _ = page.nothing_such
