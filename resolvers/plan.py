@@ -1485,8 +1485,9 @@ def _executor(
             lines.append("        else:")
             lines.extend(f"            {line}" for line in generic)
         elif fetch is not None and field.rule is not None:  # a resolver called in line
+            converts = f" and {name}.static_arguments is not None" if field.has_arguments else ""
             lines.append(
-                f"        if not opened(R{index}) and {name}.static_arguments is not None"
+                f"        if not opened(R{index}){converts}"
                 f" and (decision := closes(R{index})) is not None:"
             )
             lines.extend(f"            {line}" for line in deny)
@@ -1537,18 +1538,26 @@ def _fetch(field: FieldPlan, index: int, namespace: dict[str, Any]) -> list[str]
         return None
     namespace[f"C{index}"] = field.call
     namespace["_ResolverInfo"] = _ResolverInfo
-    lines = [
-        f"info = _ResolverInfo(run, F{index}, p)",
-        f"kwargs = run._converted(F{index}, info)",
-    ]
-    call = [f"kwargs[{name!r}] = source" for name in field.source_names]
-    if field.info_name is not None:
-        call.append(f"kwargs[{field.info_name!r}] = info")
-    call.append(
-        f"result = C{index}(source, **kwargs)"
-        if field.passes_self
-        else f"result = C{index}(**kwargs)"
-    )
+    lines = [f"info = _ResolverInfo(run, F{index}, p)"]
+    if field.has_arguments:
+        lines.append(f"kwargs = run._converted(F{index}, info)")
+        call = [f"kwargs[{name!r}] = source" for name in field.source_names]
+        if field.info_name is not None:
+            call.append(f"kwargs[{field.info_name!r}] = info")
+        call.append(
+            f"result = C{index}(source, **kwargs)"
+            if field.passes_self
+            else f"result = C{index}(**kwargs)"
+        )
+    else:
+        # No argument: nothing to convert, the parameters passed by name in the call.
+        namespace["_NO_ARGUMENTS"] = _NO_ARGUMENTS
+        lines.append("kwargs = _NO_ARGUMENTS")
+        passed = [f"{name}=source" for name in field.source_names]
+        if field.info_name is not None:
+            passed.append(f"{field.info_name}=info")
+        given = ", ".join((["source"] if field.passes_self else []) + passed)
+        call = [f"result = C{index}({given})"]
     if field.rule is None:
         return lines + call
     # A denial is kept by ``Run._allowed`` without being raised; the value is then null
