@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self, cast
 
 import strawberry
+from graphql import GraphQLObjectType, GraphQLSchema
 from strawberry.relay import Edge, ListConnection, PageInfo
 from strawberry.relay.types import PREFIX, NodeType
 from strawberry.relay.utils import from_base64, to_base64
@@ -72,7 +73,7 @@ class CountedListConnection(ListConnection[NodeType]):
         / `after`, with the same cursors; done here because the library resolves the
         generic edge type again on every call, which cost a seventh of an archive page.
         """
-        edge = _edge_class(cls)  # type: ignore[arg-type]  # classes are hashable
+        edge = _edge_class(cls)
         start = int(from_base64(after)[1]) + 1 if after is not None else 0
         page = items[start : start + first]
         # ``Edge.resolve_edge``, its cursor encoded once per offset.
@@ -138,8 +139,42 @@ def _cursor(prefix: str, offset: int) -> str:
     return to_base64(prefix, offset)
 
 
-@functools.cache
 def _edge_class(connection: type[ListConnection[Any]]) -> type[Edge[Any]]:
+    """The edge class of a connection's pages: the one its schema built
+    (``use_schema_edges``), else the concrete edge type resolved once."""
+    edge = _SCHEMA_EDGES.get(connection)
+    return edge if edge is not None else _resolved_edge_class(connection)  # type: ignore[arg-type]  # classes are hashable
+
+
+#: Each connection's edge class as the schema built it, by connection class.
+_SCHEMA_EDGES: dict[type[Any], type[Edge[Any]]] = {}
+
+
+def use_schema_edges(schema: GraphQLSchema) -> None:
+    """Make pages of ``schema``'s connections with the edge classes ``schema`` built.
+
+    Resolving a generic edge type again (``_resolved_edge_class``) makes a class of its
+    own, equal in every way but identity to the one the schema built; the compiled
+    plans (resolvers/plan.py) hand a value straight to its type's executor only when
+    it is of the class the schema built, so edges of the other class took the general
+    path, each one checked and completed by type."""
+    for type_ in schema.type_map.values():
+        if not isinstance(type_, GraphQLObjectType):
+            continue
+        origin = getattr(type_.extensions.get("strawberry-definition"), "origin", None)
+        if not (isinstance(origin, type) and issubclass(origin, CountedListConnection)):
+            continue
+        edges: Any = type_.fields["edges"].type
+        while not isinstance(edges, GraphQLObjectType):
+            edges = edges.of_type
+        edge = edges.extensions["strawberry-definition"].origin
+        # ``page`` builds edges as ``Edge.resolve_edge`` does: no edge type may differ.
+        assert edge.resolve_edge.__func__ is Edge.resolve_edge.__func__, edge  # type: ignore[attr-defined]
+        _SCHEMA_EDGES[origin] = edge
+
+
+@functools.cache
+def _resolved_edge_class(connection: type[ListConnection[Any]]) -> type[Edge[Any]]:
     """The concrete edge type of a connection class, resolved once."""
     definition = get_object_definition(connection, strict=True)
     field = definition.get_field("edges")

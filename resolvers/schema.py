@@ -15,6 +15,7 @@ from resolvers.identity import IdentityQuery
 from resolvers.mutations import Mutation
 from resolvers.nodes import NodeQuery
 from resolvers.notices import NotificationSubscription
+from resolvers.pagination import use_schema_edges
 from resolvers.scalars import SCALAR_MAP
 from resolvers.search import SearchQuery
 
@@ -62,13 +63,15 @@ def create_schema() -> strawberry.Schema:
     """The schema: its types and resolvers. Operations run through resolvers/engine.py,
     which measures, prices, executes and masks them."""
     # An Apollo Federation 2 subgraph: Enterprise is an entity keyed by its USCC.
-    return Subgraph(
+    built = Subgraph(
         query=Query,
         federation_version="2.5",
         mutation=Mutation,
         subscription=NotificationSubscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )
+    use_schema_edges(built._schema)
+    return built
 
 
 schema = create_schema()

@@ -732,3 +732,25 @@ def test_a_page_makes_its_page_info_when_it_is_first_read() -> None:
     assert (empty.page_info.start_cursor, empty.page_info.has_next_page) == (None, False)
     with pytest.raises(AttributeError):
         _ = page.nothing_such
+
+
+def test_pages_are_made_of_the_edges_the_schema_built() -> None:
+    """Every connection's pages hold edges of the class its schema built, the class its
+    compiled plans hand straight to the edge type's executor (a copy of the generic
+    edge, resolved apart, would take the general path edge by edge)."""
+    from resolvers.pagination import CountedListConnection
+
+    types = schema._schema.type_map
+    connections = {
+        name: type_.extensions["strawberry-definition"].origin
+        for name, type_ in types.items()
+        if isinstance(getattr(type_.extensions.get("strawberry-definition"), "origin", None), type)
+        and issubclass(type_.extensions["strawberry-definition"].origin, CountedListConnection)
+    }
+    assert {"StoreConnection", "ChangeRecordConnection", "CertificationConnection"} <= set(
+        connections
+    )
+    for name, connection in connections.items():
+        edge = types[name.removesuffix("Connection") + "Edge"]
+        page = connection.page(["item"], first=1, after=None)
+        assert page.edges[0].__class__ is edge.extensions["strawberry-definition"].origin, name
