@@ -8,7 +8,8 @@ bodies drawn as `make bench` draws them), then drives the gateway's ASGI app in 
 valgrind's callgrind twice, for 320 and for 1,600 requests, and prints the difference
 divided by 1,280: what one warm request costs, start-up excluded. The Redis and MongoDB
 servers run outside valgrind and are not counted. Needs valgrind (Debian: `apt-get
-install valgrind`); about two minutes a scenario. Compare two versions of the code by
+install valgrind`); about two minutes a scenario. Every run has the same hash seed
+(`PYTHONHASHSEED=0`). Compare two versions of the code by
 running this from each checkout.
 """
 
@@ -104,7 +105,12 @@ def _instructions(environment: Path, scenario: str, count: int) -> int:
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, __file__, "--drive", str(environment), scenario, str(count),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    # One hash seed for every run: a random one moves start-up's count, and with it the
+    # difference of two runs, by some 10 k instructions a request.
+    environment_of_run = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, env=environment_of_run
+    )
     output = done.stderr
     found = re.search(r"Collected : (\d+)", output)
     if done.returncode or found is None:
