@@ -144,7 +144,7 @@ def _log_and_mask(errors: list[GraphQLError], request_id: str) -> list[GraphQLEr
     personal data, an ID number to verify); send them without their words."""
     shown: list[GraphQLError] = []
     for error in errors:
-        if error.__class__ is Denied:  # a denial: expected, and never raised
+        if error.__class__ is Denied and error.__traceback__ is None:  # kept, never raised
             shown.append(error)
             continue
         if is_expected_error(error):

@@ -26,6 +26,7 @@ from graphql import (
     specified_rules,
 )
 from graphql.execution.values import get_variable_values
+from graphql.pyutils import Path
 from hypothesis import given
 from hypothesis import strategies as st
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -754,3 +755,26 @@ def test_pages_are_made_of_the_edges_the_schema_built() -> None:
         edge = types[name.removesuffix("Connection") + "Edge"]
         page = connection.page(["item"], first=1, after=None)
         assert page.edges[0].__class__ is edge.extensions["strawberry-definition"].origin, name
+
+
+def test_a_raised_denial_leaves_its_traceback_behind() -> None:
+    """A denial of a non-null field is raised (to null its parent); what it raised
+    through is dropped before it is sent, as any raised error's is, while one kept
+    without a raise passes as it is."""
+    from resolvers.engine import _log_and_mask
+    from resolvers.permissions import _denial
+
+    nodes = list(parse("{ guarded { kept } }").definitions[0].selection_set.selections)  # type: ignore[attr-defined]
+    kept = _denial(
+        None, "kept", nodes, Path(None, "kept", "Q"), Rule(Tier.MEMBER), Decision.FORBIDDEN
+    )
+    raised = _denial(
+        None, "kept", nodes, Path(None, "kept", "Q"), Rule(Tier.MEMBER), Decision.FORBIDDEN
+    )
+    try:
+        raise raised
+    except GraphQLError:
+        pass
+    assert raised.__traceback__ is not None
+    assert _log_and_mask([kept, raised], "r") == [kept, raised]
+    assert (kept.__traceback__, raised.__traceback__) == (None, None)
