@@ -15,7 +15,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar, overload
@@ -507,26 +507,18 @@ async def load_together(
     if asked:
         hits = await asked[0][1]._documents.read_many(wanted)
     if guard is None:
-        await _settle(results, asked, pending, hits)
+        if (rest := _settled(results, asked, pending, hits)) is not None:
+            await rest
         return results
     # The guard's entries come first (index 0), if it has any.
     head = 1 if asked and asked[0][0] == 0 else 0
     waits = 1 if pending and pending[0][0] == 0 else 0
-    if waits:
-        await _settle(results, asked[:head], pending[:waits], hits)
-    else:
-        missed = _decoded(results, asked[:head], hits)  # in line, no wait: all in Redis
-        if missed:
-            await _settle(results, (), (), hits, missed)
+    if (rest := _settled(results, asked[:head], pending[:waits], hits)) is not None:
+        await rest
     exists = {key for key, value in results[0].items() if isinstance(value, dict)}
     if len(exists) == len(results[0]):  # every guard key exists: nothing to leave out
-        if head:
-            asked = asked[head:]
-        if waits:
-            pending = pending[waits:]
-        missed = _decoded(results, asked, hits)
-        if missed or pending:
-            await _settle(results, (), pending, hits, missed)
+        if (rest := _settled(results, asked[head:], pending[waits:], hits)) is not None:
+            await rest
         return results
     kept: list[_Asked] = []
     for index, loader, fresh, ckeys in asked:
@@ -538,7 +530,8 @@ async def load_together(
         for index, loader, waiting in pending
         if index
     ]
-    await _settle(results, kept, waiting_kept, hits)
+    if (rest := _settled(results, kept, waiting_kept, hits)) is not None:
+        await rest
     return results
 
 
@@ -548,13 +541,17 @@ _Asked = tuple[int, "SourceLoader", Sequence[Hashable], list[str]]
 _Pending = tuple[int, "SourceLoader", list[Hashable]]
 
 
-def _decoded(
-    results: list[dict[Hashable, Any]], asked: Sequence[_Asked], hits: Mapping[str, bytes | None]
-) -> list[_Asked]:
-    """What Redis held of ``asked`` decoded into ``results`` and primed into each
-    loader at once (``SourceLoader._cached`` and ``_prime`` in one pass); returns the
-    requests that missed keys, with just those keys (their cache keys unused)."""
-    missed: list[_Asked] = []
+def _settled(
+    results: list[dict[Hashable, Any]],
+    asked: Sequence[_Asked],
+    pending: Sequence[_Pending],
+    hits: Mapping[str, bytes | None],
+) -> Awaitable[None] | None:
+    """Fill ``results`` with what Redis held (``hits``), decoded and primed into each
+    loader at once (``SourceLoader._cached`` and ``_prime`` in one pass); what is left,
+    the misses from MongoDB and the keys already loading, as an awaitable (None when
+    nothing is, the common case: no coroutine is made for it)."""
+    missed: list[tuple[int, SourceLoader, list[Hashable]]] = []
     cached = 0
     for index, loader, fresh, ckeys in asked:
         # ``loader._batches.observe(len(fresh))``, in line.
@@ -564,17 +561,6 @@ def _decoded(
         batches.sum += size
         known = results[index]
         loading, primed = loader._cache, loader._primed
-        if size == 1:  # one key (an archive's every loader): no loop
-            raw = hits.get(ckeys[0])
-            if raw:
-                key = fresh[0]
-                value = known[key] = _decode(raw, _CODEC)["v"]  # unpack(raw), in line
-                if key not in loading:
-                    primed.setdefault(key, value)
-                cached += 1
-            else:
-                missed.append((index, loader, fresh, ckeys))
-            continue
         misses: list[Hashable] = []
         for key, ckey in zip(fresh, ckeys, strict=True):
             raw = hits.get(ckey)
@@ -584,35 +570,28 @@ def _decoded(
             value = known[key] = _decode(raw, _CODEC)["v"]  # unpack(raw), in line
             if key not in loading:
                 primed.setdefault(key, value)
+        cached += size - len(misses)
         if misses:
-            missed.append((index, loader, misses, ckeys))
-            cached += size - len(misses)
-        else:
-            cached += size
+            missed.append((index, loader, misses))
     if cached:
         CACHE_HITS.inc(cached)
-    return missed
+    if missed or any(waiting for _, _, waiting in pending):
+        return _rest(results, missed, pending)
+    return None
 
 
-async def _settle(
+async def _rest(
     results: list[dict[Hashable, Any]],
-    asked: Sequence[_Asked],
+    missed: Sequence[tuple[int, SourceLoader, list[Hashable]]],
     pending: Sequence[_Pending],
-    hits: Mapping[str, bytes | None],
-    missed: Sequence[_Asked] | None = None,
 ) -> None:
-    """Fill ``results``: what Redis held (``hits``) decoded, the misses from MongoDB
-    (one find per loader, all at once), the keys already loading awaited; every value
-    read here primed into its loader. ``missed``: requests already decoded
-    (``_decoded``) whose misses are still to be read."""
-    if missed is None:
-        missed = _decoded(results, asked, hits)
+    """The misses from MongoDB (one find per loader, all at once) and the keys already
+    loading awaited, into ``results``; every value read here primed into its loader."""
     if missed:
-        sourced = [
-            (index, loader, loader._from_source(list(keys))) for index, loader, keys, _ in missed
-        ]
-        fetched_all = await asyncio.gather(*(call for _, _, call in sourced))
-        for (index, loader, _), fetched in zip(sourced, fetched_all, strict=True):
+        fetched_all = await asyncio.gather(
+            *(loader._from_source(keys) for _, loader, keys in missed)
+        )
+        for (index, loader, _), fetched in zip(missed, fetched_all, strict=True):
             results[index].update(fetched)
             _prime(loader, fetched)
     for index, loader, waiting in pending:
