@@ -167,10 +167,7 @@ def use_schema_edges(schema: GraphQLSchema) -> None:
         edges: Any = type_.fields["edges"].type
         while not isinstance(edges, GraphQLObjectType):
             edges = edges.of_type
-        edge = edges.extensions["strawberry-definition"].origin
-        # ``page`` builds edges as ``Edge.resolve_edge`` does: no edge type may differ.
-        assert edge.resolve_edge.__func__ is Edge.resolve_edge.__func__, edge  # type: ignore[attr-defined]
-        _SCHEMA_EDGES[origin] = edge
+        _SCHEMA_EDGES[origin] = _paged(edges.extensions["strawberry-definition"].origin)
 
 
 @functools.cache
@@ -182,6 +179,11 @@ def _resolved_edge_class(connection: type[ListConnection[Any]]) -> type[Edge[Any
     edge: Any = field.resolve_type(type_definition=definition)
     while isinstance(edge, StrawberryContainer):
         edge = edge.of_type
-    # ``page`` builds edges as ``Edge.resolve_edge`` does: no edge type may differ.
+    return _paged(edge)
+
+
+def _paged(edge: Any) -> type[Edge[Any]]:
+    """``edge``, once it is known to build as ``page`` builds edges (as
+    ``Edge.resolve_edge`` does): no edge type may differ."""
     assert edge.resolve_edge.__func__ is Edge.resolve_edge.__func__, edge  # type: ignore[attr-defined]
     return cast("type[Edge[Any]]", edge)

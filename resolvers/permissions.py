@@ -18,7 +18,7 @@ import enum
 import operator
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from graphql import (
@@ -39,6 +39,8 @@ from strawberry.extensions import FieldExtension
 from strawberry.schema_directive import Location
 
 from gateway.viewer import Anonymous, Member, Operator, Owner, ServiceClient, Viewer
+
+T = TypeVar("T")
 
 __all__ = [
     "Decision",
@@ -256,8 +258,7 @@ def open_rules(viewer: Any) -> dict[Rule, bool]:
     """Where one request keeps ``open_to_viewer``'s answers: for an anonymous viewer or
     a member, the dictionary every request of its kind shares (the answers hang on the
     rule and that kind alone); else a fresh one."""
-    shared = _OPEN_BY_CLASS.get(viewer.__class__)
-    return {} if shared is None else shared
+    return _kept_by_kind(_OPEN_BY_CLASS, viewer)
 
 
 def closed_to_viewer(context: Any, rule: Rule) -> Decision | None:
@@ -279,7 +280,13 @@ _SHUT_BY_CLASS: dict[type, dict[Rule, Decision | None]] = {Anonymous: {}, Member
 def shut_rules(viewer: Any) -> dict[Rule, Decision | None]:
     """Where one request keeps ``closed_to_viewer``'s answers: shared by kind, as
     ``open_rules``."""
-    shared = _SHUT_BY_CLASS.get(viewer.__class__)
+    return _kept_by_kind(_SHUT_BY_CLASS, viewer)
+
+
+def _kept_by_kind(tables: dict[type, dict[Rule, T]], viewer: Any) -> dict[Rule, T]:
+    """The table every request of the viewer's kind shares, if its kind has one; else a
+    fresh one for this request alone."""
+    shared = tables.get(viewer.__class__)
     return {} if shared is None else shared
 
 
